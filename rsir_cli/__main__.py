@@ -1,0 +1,3 @@
+from rsir_cli.cli.app import main
+
+main()

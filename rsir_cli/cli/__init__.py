@@ -1,0 +1,1 @@
+"""The command layer: the only place that imports Typer and Rich."""

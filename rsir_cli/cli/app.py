@@ -1,0 +1,121 @@
+"""The ``rsir`` Typer application: registers one module per command and the one error boundary."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Annotated, Any
+
+import typer
+from rich.text import Text
+from typer.core import TyperCommand
+from typer.exceptions import TyperException
+
+from rsir_cli import __version__
+from rsir_cli.cli import output
+from rsir_cli.errors import RsirError
+
+log = logging.getLogger("rsir_cli")
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one red error line on stderr; return the exit (code 1) to raise."""
+    output.stderr.print(Text.assemble(("Error: ", "bold red"), message), highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _debug() -> bool:
+    return os.environ.get("RSIR_DEBUG", "") not in ("", "0") or log.isEnabledFor(logging.DEBUG)
+
+
+class RsirCommand(TyperCommand):
+    """A Typer command whose errors are mapped once, here, to one clear line and an exit code.
+
+    Library errors (RsirError) exit 1 with their message; usage errors keep Typer's exit code 2.
+    """
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (typer.Exit, typer.Abort, TyperException):
+            raise
+        except RsirError as error:
+            if _debug():
+                log.exception("traceback")
+            raise fail(str(error)) from None
+        except KeyboardInterrupt:
+            output.stderr.print(
+                "Interrupted. Work written so far is kept; run the same command again to resume.", style="yellow"
+            )
+            raise typer.Exit(130) from None
+        except MemoryError:
+            raise fail("out of memory: lower --batch-size and run again") from None
+        except Exception as error:  # a bug: one line by default, the traceback with -v
+            if _debug():
+                log.exception("unexpected error")
+            raise fail(
+                f"unexpected {type(error).__name__}: {error} (run again with -v for the traceback, and please report it)"
+            ) from None
+
+
+app = typer.Typer(
+    name="rsir",
+    help=(
+        "Content-based retrieval of multi-spectral satellite imagery with geospatial foundation models.\n\n"
+        "Typical session:\n\n"
+        "  rsir download bigearthnet && rsir download prithvi\n\n"
+        "  rsir embed --model prithvi --dataset bigearthnet\n\n"
+        "  rsir evaluate --hash none,binary,trivial,lsh --bits 32\n\n"
+        "  rsir search path/to/tile.tif --k 10 --figure matches.png"
+    ),
+    no_args_is_help=True,
+    add_completion=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"rsir {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="More log output on stderr (-v debug).")
+    ] = 0,
+    quiet: Annotated[
+        int, typer.Option("--quiet", "-q", count=True, help="Only errors on stderr; no progress bars.")
+    ] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """rsir: search satellite image archives by content."""
+    output.configure_logging(verbose - quiet)
+
+
+def command(name: str, help_line: str) -> Any:
+    """Register a command with the shared error boundary (used by the command modules)."""
+    return app.command(name, cls=RsirCommand, short_help=help_line, no_args_is_help=False)
+
+
+def _register() -> None:
+    # One module per command; each registers itself on import through ``command``.
+    from rsir_cli.cli import embed_cmd, info_cmd  # noqa: F401
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app(prog_name="rsir")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

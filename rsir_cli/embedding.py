@@ -1,0 +1,280 @@
+"""Dataset x encoder -> batches -> store, resumable.
+
+Workers read raw bands (only those the model needs); the main process moves each batch to the
+device, resizes and standardises it there (so a GPU does the resizing), runs the encoder under
+autocast when asked, and appends the batch to the store file, which commits it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rsir_cli.datasets.base import SplitReader
+from rsir_cli.errors import RsirError, StoreError, UsageError
+from rsir_cli.geo import make_footprints
+from rsir_cli.models import Encoder
+from rsir_cli.progress import NULL_PROGRESS, Progress
+from rsir_cli.store import EmbeddingStore, Shard
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+# Settings that must match for a run to continue an unfinished file.
+# (Model, dataset, split and shard are the file's path already.)
+RESUME_KEYS = (
+    "weights_sha256", "random_weights", "bands", "fill_bands", "mean", "std", "input_size", "pooling",
+    "precision", "first_index", "limit",
+)  # fmt: skip
+
+
+@dataclass
+class EmbedOptions:
+    """How to run an embedding job."""
+
+    device: str = "auto"
+    precision: str = "fp32"
+    batch_size: int = 32
+    workers: int | None = None
+    limit: int | None = None
+    shard: Shard | None = None
+    overwrite: bool = False
+    compile: bool = False
+
+
+@dataclass
+class EmbedResult:
+    """What one split's embedding run did."""
+
+    model: str
+    dataset: str
+    split: str
+    path: Path
+    rows: int
+    rows_new: int
+    resumed_from: int
+    seconds: float
+    device: str
+    precision: str
+    random_weights: bool
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.rows_new / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "split": self.split,
+            "path": str(self.path),
+            "rows": self.rows,
+            "rows_new": self.rows_new,
+            "resumed_from": self.resumed_from,
+            "seconds": round(self.seconds, 3),
+            "images_per_second": round(self.images_per_second, 2),
+            "device": self.device,
+            "precision": self.precision,
+            "random_weights": self.random_weights,
+        }
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``; checks that a requested CUDA device exists."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise UsageError(f"--device {device}: no CUDA device is available here (use --device cpu)")
+        return device
+    if device != "cpu":
+        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
+    return device
+
+
+def default_workers() -> int:
+    return max(0, min((os.cpu_count() or 1) - 1, 16))
+
+
+class _TorchDataset:
+    """Adapter for torch's DataLoader; errors travel back as values so their message stays one line."""
+
+    def __init__(self, reader: SplitReader, indices: Sequence[int], bands: Sequence[str]) -> None:
+        self.reader = reader
+        self.indices = list(indices)
+        self.bands = tuple(bands)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, position: int) -> dict[str, Any]:
+        index = self.indices[position]
+        try:
+            sample = self.reader.load(index, self.bands)
+        except RsirError as error:
+            return {"error": error}
+        return {
+            "index": index,
+            "image": np.ascontiguousarray(sample.image, dtype=np.float32),
+            "labels": sample.labels,
+            "crs": sample.crs,
+            "bounds": np.asarray(sample.bounds, dtype=np.float64),
+        }
+
+
+def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    import torch
+
+    for item in items:
+        if "error" in item:
+            return {"error": item["error"]}
+    shapes = {item["image"].shape for item in items}
+    if len(shapes) > 1:
+        raise StoreError(f"samples of one batch differ in shape: {sorted(shapes)}")
+    return {
+        "index": [item["index"] for item in items],
+        "image": torch.from_numpy(np.stack([item["image"] for item in items])),
+        "labels": np.stack([item["labels"] for item in items]),
+        "crs": [item["crs"] for item in items],
+        "bounds": np.stack([item["bounds"] for item in items]),
+    }
+
+
+def _autocast(device: str, precision: str) -> Any:
+    import contextlib
+
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def embed_split(
+    store: EmbeddingStore,
+    encoder: Encoder,
+    reader: SplitReader,
+    options: EmbedOptions,
+    progress: Progress = NULL_PROGRESS,
+) -> EmbedResult:
+    """Embed one split (or one shard of it) into the store, continuing an unfinished run.
+
+    Raises:
+        UsageError: bad options (precision, device, batch size).
+        StoreError: the existing file was written with other settings, or is complete.
+        DataNotFoundError / CorruptDataError: a sample cannot be read (rows before it are kept).
+    """
+    if options.precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    if options.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    config = encoder.config
+    reader.check(config.read_bands)
+    device = resolve_device(options.device)
+
+    total = len(reader) if options.limit is None else min(len(reader), options.limit)
+    start, stop = options.shard.bounds(total) if options.shard else (0, total)
+    attrs = {
+        **encoder.provenance(),
+        **reader.describe(),
+        "label_names": list(reader.label_names),
+        "precision": options.precision,
+        "device": device,
+        "first_index": start,
+        "limit": options.limit if options.limit is not None else -1,
+    }
+    writer = store.writer(
+        config.name,
+        reader.dataset,
+        reader.split,
+        attrs=attrs,
+        dim=config.embed_dim,
+        n_labels=len(reader.label_names),
+        rows_expected=stop - start,
+        shard=options.shard,
+        overwrite=options.overwrite,
+        resume_keys=RESUME_KEYS,
+    )
+    with writer:
+        resumed_from = writer.rows_done
+        if resumed_from:
+            expected_ids = reader.ids[start : start + resumed_from]
+            if writer.ids_done != expected_ids:
+                raise StoreError(
+                    f"{writer.path} holds samples that are not the first {resumed_from} of this split in order "
+                    "(did the split file change?); pass --overwrite to start over"
+                )
+        indices = range(start + resumed_from, stop)
+        bar = progress.task(
+            f"{config.name} / {reader.dataset} / {reader.split}", total=stop - start, unit="img", completed=resumed_from
+        )
+        began = time.perf_counter()
+        if len(indices):
+            _run(writer, encoder, reader, indices, device, options, bar)
+        seconds = time.perf_counter() - began
+        bar.close()
+        rows_new = writer.rows_done - resumed_from
+        writer.finish()
+    return EmbedResult(
+        model=config.name,
+        dataset=reader.dataset,
+        split=reader.split,
+        path=writer.path,
+        rows=writer.rows_done,
+        rows_new=rows_new,
+        resumed_from=resumed_from,
+        seconds=seconds,
+        device=device,
+        precision=options.precision,
+        random_weights=encoder.weights.random,
+    )
+
+
+def _run(
+    writer: Any, encoder: Encoder, reader: SplitReader, indices: range, device: str, options: EmbedOptions, bar: Any
+) -> None:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from rsir_cli.preprocessing import Preprocessor
+
+    workers = default_workers() if options.workers is None else options.workers
+    workers = min(workers, max(0, len(indices) // max(1, options.batch_size)))
+    on_cuda = device.startswith("cuda")
+    loader = DataLoader(
+        _TorchDataset(reader, indices, encoder.config.read_bands),
+        batch_size=options.batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=on_cuda,
+        prefetch_factor=4 if workers else None,
+        persistent_workers=False,
+    )
+    module = encoder.module.to(device)
+    if options.compile:
+        module = torch.compile(module)
+    preprocess = Preprocessor(encoder.config)
+    with torch.inference_mode():
+        for batch in loader:
+            if "error" in batch:
+                raise batch["error"]
+            images = batch["image"].to(device, non_blocking=on_cuda)
+            inputs = preprocess(images)
+            with _autocast(device, options.precision):
+                embeddings = module(inputs)
+            embeddings = embeddings.float().cpu().numpy()
+            ids = [reader.ids[i] for i in batch["index"]]
+            writer.append(embeddings, ids, batch["labels"], make_footprints(batch["crs"], batch["bounds"]))
+            bar.advance(len(ids))

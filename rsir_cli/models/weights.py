@@ -1,0 +1,166 @@
+"""Finding, verifying and reading model weights. Never falls back to random weights on its own.
+
+Weights come from ``--weights PATH``, or from where `rsir download <model>` put them: the Hugging
+Face cache for Hugging Face sources, ``<cache>/weights/`` for plain URLs. `rsir download` records
+each file with its sha256 in ``<cache>/weights/manifest.json``; the checksum of every file used is
+written into the store's provenance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rsir_cli import config as rsir_config
+from rsir_cli.errors import UsageError, WeightsError
+from rsir_cli.models.registry import ModelConfig
+
+log = logging.getLogger(__name__)
+
+RANDOM_SEED = 0
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """Where an encoder's weights come from."""
+
+    path: Path | None
+    sha256: str | None
+    source: str
+    random: bool = False
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manifest_path() -> Path:
+    return rsir_config.weights_dir() / "manifest.json"
+
+
+def read_manifest() -> dict[str, Any]:
+    path = _manifest_path()
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (json.JSONDecodeError, OSError) as error:
+        log.warning("ignoring unreadable weights manifest %s: %s", path, error)
+        return {}
+
+
+def record_weights(key: str, path: Path, sha256: str, source: str) -> None:
+    """Remember a verified weights file (called by `rsir download`); atomic write."""
+    manifest = read_manifest()
+    stat = path.stat()
+    manifest[key] = {"path": str(path.resolve()), "sha256": sha256, "size": stat.st_size, "source": source}
+    target = _manifest_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def weights_key(config: ModelConfig) -> str:
+    """Models sharing a checkpoint share a manifest entry (prithvi and prithvi-rgb)."""
+    weights = config.weights
+    return str(weights.get("repo_id") or weights.get("url") or config.name) + "/" + str(weights.get("filename", ""))
+
+
+def _checksum(path: Path) -> str:
+    """sha256 of a file, reusing the manifest's value when the file is the one recorded."""
+    stat = path.stat()
+    for entry in read_manifest().values():
+        if entry.get("path") == str(path.resolve()) and entry.get("size") == stat.st_size and entry.get("sha256"):
+            return str(entry["sha256"])
+    return sha256_file(path)
+
+
+def how_to_get(config: ModelConfig) -> str:
+    weights = config.weights
+    if weights.get("source") == "huggingface":
+        where = f"https://huggingface.co/{weights['repo_id']} ({weights['filename']})"
+    else:
+        where = str(weights.get("url", "its publisher"))
+    return (
+        f"run `rsir download {config.name}` (needs network access to {where}), or download the file yourself and "
+        f"pass --weights PATH; --random-weights runs with random weights, for smoke tests only"
+    )
+
+
+def find_cached(config: ModelConfig) -> Path | None:
+    """The file `rsir download` fetched for this model, if it is on disk."""
+    entry = read_manifest().get(weights_key(config))
+    if entry and Path(entry["path"]).is_file():
+        return Path(entry["path"])
+    weights = config.weights
+    if weights.get("source") == "huggingface":
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            found = try_to_load_from_cache(
+                repo_id=weights["repo_id"], filename=weights["filename"], revision=weights.get("revision")
+            )
+        except Exception:  # an unreadable cache is the same as no cache here
+            found = None
+        if isinstance(found, str) and Path(found).is_file():
+            return Path(found)
+    elif weights.get("filename"):
+        candidate = rsir_config.weights_dir() / str(weights["filename"])
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def resolve_weights(config: ModelConfig, weights: Path | None = None, random_weights: bool = False) -> ResolvedWeights:
+    """Decide which weights an encoder uses.
+
+    Raises:
+        UsageError: both --weights and --random-weights given.
+        WeightsError: no weights given or cached; the message says how to get them.
+    """
+    if random_weights:
+        if weights is not None:
+            raise UsageError("--weights and --random-weights exclude each other")
+        return ResolvedWeights(None, None, f"RANDOM WEIGHTS (seed {RANDOM_SEED}; smoke runs only)", random=True)
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist")
+        return ResolvedWeights(path, _checksum(path), str(path))
+    found = find_cached(config)
+    if found is None:
+        raise WeightsError(f"no weights for model {config.name!r} on this machine: {how_to_get(config)}")
+    sha = _checksum(found)
+    expected_prefix = config.weights.get("sha256_prefix")
+    if expected_prefix and not sha.startswith(str(expected_prefix)):
+        raise WeightsError(
+            f"{found} has sha256 {sha[:16]}..., expected {expected_prefix}...; delete it and run `rsir download {config.name}`"
+        )
+    return ResolvedWeights(found, sha, str(found))
+
+
+def load_checkpoint(path: Path) -> Mapping[str, Any]:
+    """Read a checkpoint safely: safetensors, or ``torch.load(weights_only=True)``."""
+    import torch
+
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path), device="cpu")
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f"weights file {path} does not exist") from None
+    except Exception as error:  # pickle, zip and safetensors errors all mean "not a usable checkpoint"
+        raise WeightsError(f"cannot read weights {path}: {type(error).__name__}: {error}") from None
