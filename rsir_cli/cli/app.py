@@ -106,7 +106,16 @@ def command(name: str, help_line: str) -> Any:
 
 def _register() -> None:
     # One module per command; each registers itself on import through ``command``.
-    from rsir_cli.cli import embed_cmd, info_cmd  # noqa: F401
+    from rsir_cli.cli import (  # noqa: F401
+        bench_milvus_cmd,
+        download_cmd,
+        embed_cmd,
+        evaluate_cmd,
+        hash_cmd,
+        index_cmd,
+        info_cmd,
+        search_cmd,
+    )
 
 
 _register()

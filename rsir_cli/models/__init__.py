@@ -35,7 +35,11 @@ _ARCHITECTURES: dict[str, tuple[Builder, Loader]] = {}
 
 def register_architecture(name: str, build: Builder, load: Loader) -> None:
     """Add an encoder architecture (used by plugins, e.g. the test suite's fake encoder)."""
+    from rsir_cli.models import registry
+
     _ARCHITECTURES[name] = (build, load)
+    if name not in registry._ARCHITECTURES:
+        registry._ARCHITECTURES.append(name)
 
 
 def _builtin_architectures() -> None:
@@ -49,6 +53,7 @@ def _builtin_architectures() -> None:
 
 def load_plugins() -> None:
     """Import the modules named in ``RSIR_PLUGINS`` (comma-separated); they may register models."""
+    _builtin_architectures()
     for name in filter(None, (n.strip() for n in os.environ.get("RSIR_PLUGINS", "").split(","))):
         try:
             importlib.import_module(name)

@@ -18,7 +18,7 @@ import yaml
 from rsir_cli.datasets.bands import RESOLUTION_M
 from rsir_cli.errors import UsageError
 
-_ARCHITECTURES = ("prithvi_vit", "timm_vit")
+_ARCHITECTURES = ["prithvi_vit", "timm_vit"]  # plugins may add their own
 _POOLINGS = ("mean_patch", "cls")
 
 
@@ -117,8 +117,20 @@ def _builtin() -> dict[str, ModelConfig]:
     return configs
 
 
+_PLUGIN_CONFIGS: dict[str, ModelConfig] = {}
+
+
+def register_model_config(config: ModelConfig) -> None:
+    """Add a model config at run time (plugins named in ``RSIR_PLUGINS``)."""
+    _PLUGIN_CONFIGS[config.name] = config
+
+
+def _all_configs() -> dict[str, ModelConfig]:
+    return {**_builtin(), **_PLUGIN_CONFIGS}
+
+
 def model_names() -> list[str]:
-    return list(_builtin())
+    return list(_all_configs())
 
 
 def get_model_config(name: str) -> ModelConfig:
@@ -134,7 +146,10 @@ def get_model_config(name: str) -> ModelConfig:
         if not isinstance(data, dict):
             raise UsageError(f"{path} does not hold a model config mapping")
         return ModelConfig.from_dict(data, source=str(path))
-    configs = _builtin()
+    from rsir_cli.models import load_plugins
+
+    load_plugins()
+    configs = _all_configs()
     key = name.strip().lower()
     if key not in configs:
         raise UsageError(f"unknown model {name!r}; known models: {', '.join(configs)} (or a path to a model .yaml)")
