@@ -161,6 +161,52 @@ def _autocast(device: str, precision: str) -> Any:
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
+def _encode(module: Any, preprocess: Any, images: Any, device: str, precision: str) -> np.ndarray:
+    """Raw images on ``device`` -> embeddings (float32 numpy): resize, standardise, encode."""
+    inputs = preprocess(images)
+    with _autocast(device, precision):
+        embeddings = module(inputs)
+    return embeddings.float().cpu().numpy()
+
+
+def embed_images(
+    encoder: Encoder,
+    images: np.ndarray,
+    *,
+    device: str = "auto",
+    precision: str = "fp32",
+    batch_size: int = 32,
+) -> np.ndarray:
+    """Embed raw images exactly as `rsir embed` does (same preprocessing and encoder).
+
+    Args:
+        images: (B, len(config.read_bands), H, W) in the data's units (reflectance x 10000),
+            bands in the model's read order.
+
+    Returns:
+        (B, embed_dim) float32.
+    """
+    import torch
+
+    from rsir_cli.preprocessing import Preprocessor
+
+    if images.ndim != 4 or images.shape[1] != len(encoder.config.read_bands):
+        raise UsageError(
+            f"model {encoder.config.name} needs images of shape (B, {len(encoder.config.read_bands)}, H, W), got {images.shape}"
+        )
+    device = resolve_device(device)
+    module = encoder.module.to(device)
+    preprocess = Preprocessor(encoder.config)
+    parts = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size], dtype=np.float32)).to(device)
+            parts.append(_encode(module, preprocess, batch, device, precision))
+    if not parts:
+        return np.zeros((0, encoder.config.embed_dim), dtype=np.float32)
+    return np.concatenate(parts)
+
+
 def embed_split(
     store: EmbeddingStore,
     encoder: Encoder,
@@ -271,10 +317,7 @@ def _run(
             if "error" in batch:
                 raise batch["error"]
             images = batch["image"].to(device, non_blocking=on_cuda)
-            inputs = preprocess(images)
-            with _autocast(device, options.precision):
-                embeddings = module(inputs)
-            embeddings = embeddings.float().cpu().numpy()
+            embeddings = _encode(module, preprocess, images, device, options.precision)
             ids = [reader.ids[i] for i in batch["index"]]
             writer.append(embeddings, ids, batch["labels"], make_footprints(batch["crs"], batch["bounds"]))
             bar.advance(len(ids))
