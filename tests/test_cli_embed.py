@@ -1,0 +1,361 @@
+"""`rsir embed` and `rsir info` through the CLI: results, resume after SIGKILL, and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rsir_cli.cli.app import app
+from rsir_cli.store import EmbeddingStore
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_one_line_error(result, pattern: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, result.output
+    import re
+
+    assert re.search(pattern, result.output.replace("\n", " ")), result.output
+
+
+def test_embed_fake_model_writes_both_splits_with_labels_and_footprints(
+    tmp_path: Path, ben_root: Path, fake_encoder: str
+) -> None:
+    store = tmp_path / "store"
+    result = run(
+        "embed",
+        "--model",
+        fake_encoder,
+        "--dataset",
+        "bigearthnet",
+        "--data-dir",
+        ben_root,
+        "--store",
+        store,
+        "--random-weights",
+        "--workers",
+        "0",
+        "--json",
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [(r["split"], r["rows"]) for r in report] == [("val", 6), ("test", 10)]
+    data = EmbeddingStore(store).read("fake", "bigearthnet", "val", footprints=True)
+    assert data.embeddings.shape == (6, 64) and np.isfinite(data.embeddings).all()
+    assert data.ids == (ben_root / "splits" / "val.csv").read_text().split(",")[0:1] + [
+        line.split(",")[0] for line in (ben_root / "splits" / "val.csv").read_text().splitlines()[1:]
+    ]
+    meta = json.loads((ben_root / "BigEarthNet-v1.0" / data.ids[0] / f"{data.ids[0]}_labels_metadata.json").read_text())
+    assert sorted(np.array(data.label_names)[data.labels[0] == 1]) == sorted(meta["labels"])
+    assert data.attrs["random_weights"] is True and data.attrs["bands"] == ["B02", "B03", "B04", "B8A", "B11", "B12"]
+    # UTM 33N at ~48 N: the footprint lies around 15 E (central meridian) and 48 N.
+    lon, lat = data.footprints.lonlat[0].mean(axis=0)
+    assert 10 < lon < 20 and 45 < lat < 52
+
+    info = run("info", "--store", store, "--json")
+    splits = {(s["split"], s["rows"], s["complete"]) for s in json.loads(info.stdout)["splits"]}
+    assert splits == {("val", 6, True), ("test", 10, True)}
+
+    again = run(
+        "embed",
+        "--model",
+        fake_encoder,
+        "--dataset",
+        "bigearthnet",
+        "--data-dir",
+        ben_root,
+        "--store",
+        store,
+        "--random-weights",
+        "--split",
+        "val",
+    )
+    assert_one_line_error(again, "already complete; pass --overwrite")
+
+
+def test_embed_matches_a_direct_encoder_call(tmp_path: Path, ben_root: Path, fake_encoder: str) -> None:
+    """Batching, workers and the store change nothing: rows equal encoding each patch alone."""
+    from rsir_cli.datasets import open_split
+    from rsir_cli.embedding import embed_images
+    from rsir_cli.models import build_encoder, get_model_config
+
+    store = tmp_path / "store"
+    assert (
+        run(
+            "embed",
+            "-m",
+            fake_encoder,
+            "-d",
+            "bigearthnet",
+            "--data-dir",
+            ben_root,
+            "--store",
+            store,
+            "--random-weights",
+            "--split",
+            "test",
+            "--batch-size",
+            "3",
+            "--workers",
+            "2",
+        ).exit_code
+        == 0
+    )
+    data = EmbeddingStore(store).read("fake", "bigearthnet", "test")
+    encoder = build_encoder(get_model_config("fake"), random_weights=True)
+    reader = open_split("bigearthnet", "test", ben_root)
+    for i in (0, 4, 9):
+        image = reader.load(i, encoder.config.read_bands).image[None]
+        np.testing.assert_allclose(
+            embed_images(encoder, image, device="cpu")[0], data.embeddings[i], rtol=1e-5, atol=1e-6
+        )
+
+
+def _embed_subprocess(store: Path, data_dir: Path, delay: str) -> subprocess.Popen:
+    env = {**os.environ, "RSIR_FAKE_DELAY": delay}
+    command = [sys.executable, "-m", "rsir_cli", "-q", "embed", "-m", "fake", "-d", "bigearthnet", "--data-dir", str(data_dir),
+               "--store", str(store), "--random-weights", "--split", "test", "--batch-size", "2", "--workers", "0"]  # fmt: skip
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _committed(path: Path) -> int:
+    try:
+        with h5py.File(path, "r", locking=False) as f:
+            return int(f.attrs["rows_committed"])
+    except (OSError, KeyError):
+        return 0
+
+
+@pytest.mark.slow
+def test_killed_and_resumed_embed_equals_an_uninterrupted_run(
+    tmp_path: Path, ben_root: Path, fake_encoder: str
+) -> None:
+    killed, clean = tmp_path / "killed", tmp_path / "clean"
+    process = _embed_subprocess(killed, ben_root, delay="0.4")
+    target = killed / "fake" / "bigearthnet" / "test.h5"
+    deadline = time.time() + 120
+    while _committed(target) < 4 and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    rows_at_kill = _committed(target)
+    assert 4 <= rows_at_kill < 10, "the run should have been killed half-way"
+
+    assert _embed_subprocess(killed, ben_root, delay="0").wait() == 0
+    assert _embed_subprocess(clean, ben_root, delay="0").wait() == 0
+    a = EmbeddingStore(killed).read("fake", "bigearthnet", "test", footprints=True)
+    b = EmbeddingStore(clean).read("fake", "bigearthnet", "test", footprints=True)
+    assert a.ids == b.ids and len(a.ids) == 10 and len(set(a.ids)) == 10
+    np.testing.assert_array_equal(a.embeddings, b.embeddings)
+    np.testing.assert_array_equal(a.labels, b.labels)
+    np.testing.assert_array_equal(a.footprints.bounds, b.footprints.bounds)
+    np.testing.assert_array_equal(a.footprints.lonlat, b.footprints.lonlat)
+
+
+def test_sharded_embedding_joins_to_the_unsharded_result(tmp_path: Path, ben_root: Path, fake_encoder: str) -> None:
+    whole, sharded = tmp_path / "whole", tmp_path / "sharded"
+    base = [
+        "embed",
+        "-m",
+        fake_encoder,
+        "-d",
+        "bigearthnet",
+        "--data-dir",
+        ben_root,
+        "--random-weights",
+        "--split",
+        "test",
+        "--workers",
+        "0",
+    ]
+    assert run(*base, "--store", whole).exit_code == 0
+    for shard in ("2/3", "1/3", "3/3"):
+        assert run(*base, "--store", sharded, "--shard", shard).exit_code == 0
+    a, b = (
+        EmbeddingStore(whole).read("fake", "bigearthnet", "test"),
+        EmbeddingStore(sharded).read("fake", "bigearthnet", "test"),
+    )
+    assert a.ids == b.ids
+    np.testing.assert_allclose(a.embeddings, b.embeddings, rtol=1e-5, atol=1e-5)  # batch composition differs
+
+
+def test_unknown_model_and_dataset(tmp_path: Path, ben_root: Path) -> None:
+    assert_one_line_error(
+        run("embed", "-m", "resnet", "-d", "bigearthnet", "--data-dir", ben_root), "unknown model 'resnet'"
+    )
+    assert_one_line_error(
+        run("embed", "-m", "prithvi", "-d", "eurosat", "--data-dir", ben_root), "unknown dataset 'eurosat'"
+    )
+
+
+def test_missing_data_dir(tmp_path: Path) -> None:
+    assert_one_line_error(
+        run("embed", "-m", "prithvi", "-d", "bigearthnet", "--data-dir", tmp_path / "none"), "rsir download bigearthnet"
+    )
+
+
+def test_missing_band_file_stops_with_the_file_name_and_keeps_earlier_rows(
+    tmp_path: Path, ben_root: Path, fake_encoder: str
+) -> None:
+    names = [line.split(",")[0] for line in (ben_root / "splits" / "test.csv").read_text().splitlines()]
+    (ben_root / "BigEarthNet-v1.0" / names[5] / f"{names[5]}_B11.tif").unlink()
+    store = tmp_path / "store"
+    args = [
+        "embed",
+        "-m",
+        fake_encoder,
+        "-d",
+        "bigearthnet",
+        "--data-dir",
+        ben_root,
+        "--store",
+        store,
+        "--random-weights",
+        "--split",
+        "test",
+        "--batch-size",
+        "2",
+        "--workers",
+        "0",
+    ]
+    assert_one_line_error(run(*args), f"{names[5]}_B11.tif is missing")
+    with h5py.File(store / "fake" / "bigearthnet" / "test.h5") as f:
+        assert int(f.attrs["rows_committed"]) == 4 and not f.attrs["complete"]
+
+
+def test_corrupt_geotiff(tmp_path: Path, ben_root: Path, fake_encoder: str) -> None:
+    name = (ben_root / "splits" / "val.csv").read_text().split(",")[0]
+    (ben_root / "BigEarthNet-v1.0" / name / f"{name}_B04.tif").write_bytes(b"II*\x00\x08\x00\x00\x00broken")
+    result = run(
+        "embed",
+        "-m",
+        fake_encoder,
+        "-d",
+        "bigearthnet",
+        "--data-dir",
+        ben_root,
+        "--store",
+        tmp_path / "s",
+        "--random-weights",
+        "--split",
+        "val",
+        "--workers",
+        "0",
+    )
+    assert_one_line_error(result, f"cannot read .*{name}_B04.tif")
+
+
+def test_checkpoint_with_wrong_shapes(tmp_path: Path, ben_root: Path) -> None:
+    import yaml
+
+    from tests.test_models import TINY, _random_checkpoint
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    sd = _random_checkpoint(TINY)
+    sd["norm.weight"] = torch.ones(65)
+    torch.save(sd, tmp_path / "bad.pt")
+    result = run(
+        "embed",
+        "-m",
+        config,
+        "-d",
+        "bigearthnet",
+        "--data-dir",
+        ben_root,
+        "--store",
+        tmp_path / "s",
+        "--weights",
+        tmp_path / "bad.pt",
+    )
+    assert_one_line_error(result, "'norm.weight' has shape \\(65,\\)")
+    assert not (tmp_path / "s").exists()  # nothing written
+
+
+def test_incompatible_store_schema(tmp_path: Path, ben_root: Path, fake_encoder: str) -> None:
+    store = tmp_path / "store"
+    args = [
+        "embed",
+        "-m",
+        fake_encoder,
+        "-d",
+        "bigearthnet",
+        "--data-dir",
+        ben_root,
+        "--store",
+        store,
+        "--random-weights",
+        "--split",
+        "val",
+        "--workers",
+        "0",
+    ]
+    assert run(*args).exit_code == 0
+    path = store / "fake" / "bigearthnet" / "val.h5"
+    with h5py.File(path, "r+") as f:
+        f.attrs["schema_version"] = 0
+        f.attrs["complete"] = False
+    assert_one_line_error(run(*args), "schema version 0")
+    info = run("info", "--store", store)
+    assert info.exit_code == 0 and "schema version 0" in info.output
+
+
+def test_cpu_bf16_autocast_runs_and_is_recorded(tmp_path: Path, ben_root: Path, fake_encoder: str) -> None:
+    store = tmp_path / "store"
+    result = run(
+        "embed",
+        "-m",
+        fake_encoder,
+        "-d",
+        "bigearthnet",
+        "--data-dir",
+        ben_root,
+        "--store",
+        store,
+        "--random-weights",
+        "--split",
+        "val",
+        "--precision",
+        "bf16",
+        "--workers",
+        "0",
+    )
+    assert result.exit_code == 0, result.output
+    assert EmbeddingStore(store).attrs("fake", "bigearthnet", "val")["precision"] == "bf16"
+    assert_one_line_error(
+        run(
+            "embed",
+            "-m",
+            fake_encoder,
+            "-d",
+            "bigearthnet",
+            "--data-dir",
+            ben_root,
+            "--store",
+            store,
+            "--random-weights",
+            "--split",
+            "test",
+            "--precision",
+            "fp8",
+        ),
+        "--precision must be one of",
+    )

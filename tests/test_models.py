@@ -1,0 +1,245 @@
+"""Encoders against independent references: a hand-written Prithvi forward, torchvision's ViT."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from rsir_cli.errors import UsageError, WeightsError
+from rsir_cli.models import build_encoder, get_model_config
+from rsir_cli.models.registry import ModelConfig
+
+TINY = {
+    "name": "tiny-prithvi",
+    "description": "test",
+    "architecture": "prithvi_vit",
+    "bands": ["B02", "B03", "B04", "B8A", "B11", "B12"],
+    "mean": [0.0] * 6,
+    "std": [1.0] * 6,
+    "input_size": 32,
+    "pooling": "mean_patch",
+    "embed_dim": 64,
+    "depth": 2,
+    "num_heads": 4,
+    "patch_size": 8,
+    "norm_eps": 1e-6,
+}
+
+
+def _random_checkpoint(cfg: dict, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Encoder weights in the 2023 layout, plus decoder keys and a 3-frame pos_embed to be dropped."""
+    g = torch.Generator().manual_seed(seed)
+    d, p, c = cfg["embed_dim"], cfg["patch_size"], len(cfg["bands"])
+    hidden = int(d * 4)
+
+    def r(*shape: int, scale: float = 0.2) -> torch.Tensor:
+        return torch.randn(*shape, generator=g) * scale
+
+    sd = {
+        "patch_embed.proj.weight": r(d, c, 1, p, p, scale=0.05),
+        "patch_embed.proj.bias": r(d),
+        "cls_token": r(1, 1, d),
+        "pos_embed": r(1, 1 + 3 * (cfg["input_size"] // p) ** 2, d),  # junk: must be recomputed
+        "norm.weight": 1 + r(d),
+        "norm.bias": r(d),
+        "mask_token": r(1, 1, 32),
+        "decoder_embed.weight": r(32, d),
+        "decoder_pos_embed": r(1, 5, 32),
+        "decoder_blocks.0.norm1.weight": r(32),
+    }
+    for i in range(cfg["depth"]):
+        sd.update(
+            {
+                f"blocks.{i}.norm1.weight": 1 + r(d),
+                f"blocks.{i}.norm1.bias": r(d),
+                f"blocks.{i}.attn.qkv.weight": r(3 * d, d, scale=0.1),
+                f"blocks.{i}.attn.qkv.bias": r(3 * d),
+                f"blocks.{i}.attn.proj.weight": r(d, d, scale=0.1),
+                f"blocks.{i}.attn.proj.bias": r(d),
+                f"blocks.{i}.norm2.weight": 1 + r(d),
+                f"blocks.{i}.norm2.bias": r(d),
+                f"blocks.{i}.mlp.fc1.weight": r(hidden, d, scale=0.1),
+                f"blocks.{i}.mlp.fc1.bias": r(hidden),
+                f"blocks.{i}.mlp.fc2.weight": r(d, hidden, scale=0.1),
+                f"blocks.{i}.mlp.fc2.bias": r(d),
+            }
+        )
+    return sd
+
+
+def _to_2024_layout(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in sd.items():
+        if key.startswith(("decoder", "mask_token")):
+            out["decoder." + key.replace("decoder_", "")] = value
+        else:
+            out["encoder." + key] = value
+    return out
+
+
+def _sincos(dim: int, position: int) -> list[float]:
+    # The official formula: frequencies 1 / 10000^(i / (dim/2)) computed in float32.
+    freqs = [
+        float(np.float32(1.0) / np.float32(10000) ** np.float32(np.float32(i) / np.float32(dim / 2)))
+        for i in range(dim // 2)
+    ]
+    return [math.sin(position * f) for f in freqs] + [math.cos(position * f) for f in freqs]
+
+
+def _layer_norm(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, eps: float) -> torch.Tensor:
+    mean = x.mean(-1, keepdim=True)
+    var = ((x - mean) ** 2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + eps) * w + b
+
+
+def reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, cfg: dict) -> torch.Tensor:
+    """A straightforward float64 Prithvi encoder forward (one frame), written from the paper's description."""
+    sd = {k: v.double() for k, v in sd.items()}
+    x = x.double()
+    b, c, h, w = x.shape
+    p, d, heads = cfg["patch_size"], cfg["embed_dim"], cfg["num_heads"]
+    rows, cols = h // p, w // p
+    # Patch embedding: each p x p patch (all channels) through a linear map, row-major token order.
+    weight = sd["patch_embed.proj.weight"].reshape(d, c * p * p)
+    tokens = []
+    for r in range(rows):
+        for q in range(cols):
+            patch = x[:, :, r * p : (r + 1) * p, q * p : (q + 1) * p].reshape(b, c * p * p)
+            pos = _sincos(d // 16 * 6, q) + _sincos(d // 16 * 6, r) + _sincos(d // 16 * 4, 0)
+            tokens.append(patch @ weight.T + sd["patch_embed.proj.bias"] + torch.tensor(pos, dtype=torch.float64))
+    seq = torch.cat([sd["cls_token"].expand(b, 1, d), torch.stack(tokens, dim=1)], dim=1)
+    eps = cfg["norm_eps"]
+    for i in range(cfg["depth"]):
+        k = f"blocks.{i}."
+        y = _layer_norm(seq, sd[k + "norm1.weight"], sd[k + "norm1.bias"], eps)
+        qkv = y @ sd[k + "attn.qkv.weight"].T + sd[k + "attn.qkv.bias"]
+        q_, k_, v_ = qkv.split(d, dim=-1)
+        hd = d // heads
+        outs = []
+        for head in range(heads):
+            sl = slice(head * hd, (head + 1) * hd)
+            scores = q_[..., sl] @ k_[..., sl].transpose(1, 2) / math.sqrt(hd)
+            outs.append(torch.softmax(scores, dim=-1) @ v_[..., sl])
+        seq = seq + torch.cat(outs, dim=-1) @ sd[k + "attn.proj.weight"].T + sd[k + "attn.proj.bias"]
+        y = _layer_norm(seq, sd[k + "norm2.weight"], sd[k + "norm2.bias"], eps)
+        hidden = y @ sd[k + "mlp.fc1.weight"].T + sd[k + "mlp.fc1.bias"]
+        hidden = 0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))
+        seq = seq + hidden @ sd[k + "mlp.fc2.weight"].T + sd[k + "mlp.fc2.bias"]
+    seq = _layer_norm(seq, sd["norm.weight"], sd["norm.bias"], eps)
+    return seq[:, 1:].mean(dim=1)
+
+
+@pytest.mark.parametrize("layout", ["2023", "2024"])
+def test_prithvi_forward_equals_reference_for_both_checkpoint_layouts(tmp_path: Path, layout: str) -> None:
+    sd = _random_checkpoint(TINY)
+    path = tmp_path / f"ckpt-{layout}.pt"
+    torch.save(sd if layout == "2023" else _to_2024_layout(sd), path)
+    encoder = build_encoder(ModelConfig.from_dict(TINY), weights=path)
+    x = torch.randn(3, 6, 32, 32, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ours = encoder.module(x)
+    expected = reference_forward(sd, x, TINY)
+    rel = (ours.double() - expected).norm() / expected.norm()
+    assert rel < 1e-5, float(rel)
+    assert encoder.weights.sha256 and len(encoder.weights.sha256) == 64
+
+
+def test_checkpoint_with_wrong_shape_names_the_key(tmp_path: Path) -> None:
+    sd = _random_checkpoint(TINY)
+    sd["blocks.1.mlp.fc1.weight"] = torch.zeros(10, 64)
+    torch.save(sd, tmp_path / "bad.pt")
+    with pytest.raises(WeightsError, match=r"blocks\.1\.mlp\.fc1\.weight.*shape \(10, 64\)"):
+        build_encoder(ModelConfig.from_dict(TINY), weights=tmp_path / "bad.pt")
+
+
+def test_checkpoint_missing_or_unexpected_encoder_keys_are_named(tmp_path: Path) -> None:
+    sd = _random_checkpoint(TINY)
+    del sd["blocks.0.attn.proj.bias"]
+    torch.save(sd, tmp_path / "missing.pt")
+    with pytest.raises(WeightsError, match=r"lacks encoder weight 'blocks\.0\.attn\.proj\.bias'"):
+        build_encoder(ModelConfig.from_dict(TINY), weights=tmp_path / "missing.pt")
+    sd = _random_checkpoint(TINY)
+    sd["blocks.2.norm1.weight"] = torch.ones(64)  # a third block the model does not have
+    torch.save(_to_2024_layout(sd), tmp_path / "extra.pt")
+    with pytest.raises(WeightsError, match=r"unexpected encoder weight 'blocks\.2\.norm1\.weight'"):
+        build_encoder(ModelConfig.from_dict(TINY), weights=tmp_path / "extra.pt")
+
+
+def test_unreadable_checkpoint_and_pickled_code_are_refused(tmp_path: Path) -> None:
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(WeightsError, match="cannot read weights"):
+        build_encoder(ModelConfig.from_dict(TINY), weights=tmp_path / "junk.pt")
+
+    class Evil:
+        def __reduce__(self):  # would run code under a plain torch.load
+            return (print, ("pwned",))
+
+    torch.save({"x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(WeightsError, match="cannot read weights"):
+        build_encoder(ModelConfig.from_dict(TINY), weights=tmp_path / "evil.pt")
+
+
+def test_no_weights_fails_with_instructions_and_never_falls_back() -> None:
+    with pytest.raises(WeightsError, match=r"rsir download prithvi.*--weights PATH.*--random-weights"):
+        build_encoder(get_model_config("prithvi"))
+    with pytest.raises(UsageError, match="exclude each other"):
+        build_encoder(get_model_config("prithvi"), weights=Path("x.pt"), random_weights=True)
+
+
+def test_prithvi_100m_has_the_published_encoder_layout() -> None:
+    """The real config builds the 2023 checkpoint's encoder: names and shapes as published."""
+    encoder = build_encoder(get_model_config("prithvi"), random_weights=True)
+    shapes = {k: tuple(v.shape) for k, v in encoder.module.state_dict().items()}
+    assert shapes["patch_embed.proj.weight"] == (768, 6, 1, 16, 16)
+    assert shapes["cls_token"] == (1, 1, 768)
+    assert shapes["blocks.11.attn.qkv.weight"] == (2304, 768)
+    assert shapes["blocks.11.mlp.fc1.weight"] == (3072, 768)
+    assert "blocks.12.norm1.weight" not in shapes and shapes["norm.weight"] == (768,)
+    assert "pos_embed" not in shapes  # a fixed buffer, recomputed for 1 frame x 14 x 14
+    assert tuple(encoder.module.pos_embed.shape) == (1, 197, 768)
+    assert encoder.provenance()["random_weights"] is True
+    # Random weights are seeded: two builds are identical.
+    again = build_encoder(get_model_config("prithvi"), random_weights=True)
+    assert torch.equal(again.module.blocks[3].attn.qkv.weight, encoder.module.blocks[3].attn.qkv.weight)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["timm", "torchvision"])
+def test_vit_cls_embedding_equals_torchvision_forward(tmp_path: Path, layout: str) -> None:
+    """torchvision's vit_b_16 forward as the paper's code runs it == our timm ViT with converted weights."""
+    import torchvision
+
+    torch.manual_seed(0)
+    reference = torchvision.models.vit_b_16(weights=None).eval()
+    for param in reference.parameters():  # away from the near-zero init so the test has teeth
+        param.data.add_(torch.randn_like(param) * 0.02)
+    path = tmp_path / "vit.pth"
+    torch.save(reference.state_dict(), path)
+    if layout == "timm":  # our converter's output saved in timm layout must load too
+        from rsir_cli.models.vit import torchvision_to_timm
+
+        torch.save(torchvision_to_timm(reference.state_dict()), path)
+    encoder = build_encoder(get_model_config("vit-tv"), weights=path)
+    rgb = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        x = reference._process_input(rgb)
+        x = torch.cat([reference.class_token.expand(2, -1, -1), x], dim=1)
+        expected = reference.encoder(x)[:, 0]
+        ours = encoder.module(rgb)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_model_registry_configs_match_the_paper() -> None:
+    prithvi = get_model_config("prithvi")
+    assert prithvi.read_bands == ("B02", "B03", "B04", "B8A", "B11", "B12")
+    assert prithvi.mean[0] == 775.2290211032589 and prithvi.std[5] == 1154.505683480695
+    rgb = get_model_config("prithvi-rgb")
+    assert rgb.read_bands == ("B02", "B03", "B04") and rgb.fill_bands == ("B8A", "B11", "B12")
+    vit = get_model_config("vit")
+    assert vit.read_bands == ("B04", "B03", "B02") and vit.mean == (5000.0,) * 3 and vit.pooling == "cls"
+    with pytest.raises(UsageError, match="unknown model 'nope'.*prithvi"):
+        get_model_config("nope")
