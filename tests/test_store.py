@@ -138,7 +138,7 @@ def test_shard_bounds_cover_the_split_exactly() -> None:
         for count in (1, 3, 8):
             ranges = [Shard(i, count).bounds(total) for i in range(1, count + 1)]
             assert ranges[0][0] == 0 and ranges[-1][1] == total
-            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:]))
+            assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
     with pytest.raises(StoreError):
         Shard.parse("0/4")
     assert Shard.parse(" 2/8 ") == Shard(2, 8)
