@@ -53,7 +53,6 @@ def _builtin_architectures() -> None:
 
 def load_plugins() -> None:
     """Import the modules named in ``RSIR_PLUGINS`` (comma-separated); they may register models."""
-    _builtin_architectures()
     for name in filter(None, (n.strip() for n in os.environ.get("RSIR_PLUGINS", "").split(","))):
         try:
             importlib.import_module(name)

@@ -63,7 +63,8 @@ def record_weights(key: str, path: Path, sha256: str, source: str) -> None:
     """Remember a verified weights file (called by `rsir download`); atomic write."""
     manifest = read_manifest()
     stat = path.stat()
-    manifest[key] = {"path": str(path.resolve()), "sha256": sha256, "size": stat.st_size, "source": source}
+    # absolute, not resolved: the Hugging Face cache links a snapshot name to a suffix-less blob
+    manifest[key] = {"path": os.path.abspath(path), "sha256": sha256, "size": stat.st_size, "source": source}
     target = _manifest_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
@@ -81,7 +82,7 @@ def _checksum(path: Path) -> str:
     """sha256 of a file, reusing the manifest's value when the file is the one recorded."""
     stat = path.stat()
     for entry in read_manifest().values():
-        if entry.get("path") == str(path.resolve()) and entry.get("size") == stat.st_size and entry.get("sha256"):
+        if entry.get("path") == os.path.abspath(path) and entry.get("size") == stat.st_size and entry.get("sha256"):
             return str(entry["sha256"])
     return sha256_file(path)
 
@@ -150,12 +151,26 @@ def resolve_weights(config: ModelConfig, weights: Path | None = None, random_wei
     return ResolvedWeights(found, sha, str(found))
 
 
+def _is_safetensors(path: Path) -> bool:
+    """A safetensors file starts with its JSON header's length (8 bytes, little-endian) and ``{``.
+
+    Needed because the manifest records resolved paths, and the Hugging Face cache resolves
+    ``model.safetensors`` to a blob named by its sha256, without the suffix.
+    """
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(9)
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 1 << 40
+
+
 def load_checkpoint(path: Path) -> Mapping[str, Any]:
     """Read a checkpoint safely: safetensors, or ``torch.load(weights_only=True)``."""
     import torch
 
     try:
-        if path.suffix == ".safetensors":
+        if path.suffix == ".safetensors" or _is_safetensors(path):
             from safetensors.torch import load_file
 
             return load_file(str(path), device="cpu")
