@@ -563,10 +563,10 @@ def test_prithvi_offline_from_the_hub_cache_is_recorded_and_found_by_embed(hub_c
     assert report["files"][0]["sha256"] == sha256(data)
     assert "etag" in report["files"][0]["checksum"]
     entry = read_manifest()[weights_key(get_model_config("prithvi"))]
-    assert entry["sha256"] == sha256(data) and Path(entry["path"]) == snapshot.resolve()
+    assert entry["sha256"] == sha256(data) and Path(entry["path"]).resolve() == snapshot.resolve()
     # prithvi-rgb shares the checkpoint: `rsir embed -m prithvi-rgb` resolves it with no --weights.
     resolved = resolve_weights(get_model_config("prithvi-rgb"))
-    assert resolved.sha256 == sha256(data) and resolved.path == snapshot.resolve()
+    assert resolved.sha256 == sha256(data) and resolved.path.resolve() == snapshot.resolve()
     again = run("prithvi-rgb", "--json")
     assert json.loads(again.stdout)["status"] == "already complete"
 
