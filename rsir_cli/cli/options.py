@@ -70,6 +70,29 @@ TokenOption = Annotated[
     ),
 ]
 
+BandsOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--bands",
+        help="1-based band numbers of the file, one per model band in the model's order (e.g. 2,3,4,9,12,13 "
+        "for B02,B03,B04,B8A,B11,B12). Default: the file's band descriptions.",
+    ),
+]
+UnitsOption = Annotated[
+    str,
+    typer.Option(
+        "--units",
+        help="auto: raw*scale+offset, times 10000 when the file's scale is not 1 (reflectance); "
+        "dn: never times 10000 (values are reflectance x 10000); reflectance: always times 10000.",
+    ),
+]
+
+
+SeedsOption = Annotated[
+    Optional[int],
+    typer.Option("--seeds", min=1, help="Use the paper's first N seeds: 42, 84, 126, ... (42 x N) for seeded methods."),
+]
+
 
 def split_list(value: str | None) -> list[str]:
     """``"a, b,c"`` -> ``["a", "b", "c"]``; ``None`` or empty -> ``[]``."""

@@ -1,0 +1,180 @@
+"""The exact engine against a brute-force numpy top-k with the same tie rule (distance, then lower row)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rsir_cli.errors import UsageError
+from rsir_cli.progress import NULL_PROGRESS
+from rsir_cli.search import exact
+from rsir_cli.search.base import DISTANCES
+from rsir_cli.search.exact import ExactIndex, exact_search
+
+
+def brute_force(distances: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k of a full (Q, N) float64 distance matrix: sort by distance, then by row (numpy lexsort)."""
+    n = distances.shape[1]
+    rows = np.broadcast_to(np.arange(n), distances.shape)
+    order = np.lexsort((rows, distances), axis=1)[:, :k]
+    indices = np.full((distances.shape[0], k), -1, dtype=np.int64)
+    values = np.full((distances.shape[0], k), np.inf)
+    indices[:, : order.shape[1]] = order
+    values[:, : order.shape[1]] = np.take_along_axis(distances, order, axis=1)
+    return indices, values
+
+
+def reference_distances(distance: str, queries: np.ndarray, database: np.ndarray) -> np.ndarray:
+    """Distances in float64 straight from their definitions (no shared code with the engine)."""
+    if distance == "hamming":
+        q = np.unpackbits(queries, axis=1)[:, None, :]
+        x = np.unpackbits(database, axis=1)[None, :, :]
+        return (q != x).sum(axis=2).astype(np.float64)
+    q = queries.astype(np.float64)[:, None, :]
+    x = database.astype(np.float64)[None, :, :]
+    if distance == "l1":
+        return np.abs(q - x).sum(axis=2)
+    if distance == "l2":
+        return np.sqrt(((q - x) ** 2).sum(axis=2))
+    if distance == "dot":
+        return -(q * x).sum(axis=2)
+    cos = (q * x).sum(axis=2) / (np.linalg.norm(q, axis=2) * np.linalg.norm(x, axis=2))
+    return 1.0 - cos
+
+
+def tie_heavy_data(distance: str, n: int, q: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Data on which float32 is exact and equal distances are common.
+
+    Codes: few distinct low-entropy bytes. Floats: small integers (L1/L2/dot exact in float32).
+    Cosine: +-1 vectors of 16 dims (norm 4) times powers of two, so normalised entries are +-1/4,
+    +-1/8, ... and every cosine is an exact multiple of 1/16.
+    """
+    if distance == "hamming":
+        nbytes = int(rng.choice([1, 2, 4, 12]))
+        make = lambda m: ((rng.random((m, nbytes)) < 0.5) * rng.choice([0, 1, 3, 255], (m, nbytes))).astype(np.uint8)  # noqa: E731
+        return make(n), make(q)
+    if distance == "cosine":
+        make = lambda m: (  # noqa: E731
+            rng.choice([-1.0, 1.0], (m, 16)) * rng.choice([1.0, 2.0, 4.0], (m, 1))
+        ).astype(np.float32)
+        return make(n), make(q)
+    dim = int(rng.integers(1, 12))
+    return rng.integers(-2, 3, (n, dim)).astype(np.float32), rng.integers(-2, 3, (q, dim)).astype(np.float32)
+
+
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_engine_equals_brute_force_with_many_ties(distance: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Small tiles and query blocks, so that every merge path (first tile, dense, sparse) runs.
+    monkeypatch.setattr(exact, "_CPU_TILE", {"l1": 97, "l2": 301, "cosine": 301, "dot": 301})
+    rng = np.random.default_rng(sum(map(ord, distance)))
+    boundary_ties = 0
+    for trial in range(6):
+        n = int(rng.integers(1, 2500))
+        q = int(rng.integers(1, 150))
+        k = int(rng.choice([1, 7, 20, 64, 150, 3000]))
+        database, queries = tie_heavy_data(distance, n, q, rng)
+        index = ExactIndex(distance, block_size=int(rng.choice([16, 1000])))
+        index.add(database[: n // 2])  # added in two parts: rows keep their order
+        index.add(database[n // 2 :])
+        assert len(index) == n
+        result = index.search(queries, k)
+        full = reference_distances(distance, queries, database)
+        expected_i, expected_d = brute_force(full, k)
+        np.testing.assert_array_equal(result.indices, expected_i, err_msg=f"{distance} trial {trial} n={n} k={k}")
+        np.testing.assert_allclose(result.distances, expected_d, rtol=0, atol=1e-12)
+        if k < n:  # rows tied at the k-th distance, some in and some out: only the tie rule decides
+            ordered = np.sort(full, axis=1)
+            boundary_ties += int((ordered[:, k - 1] == ordered[:, k]).sum())
+    assert boundary_ties > 0
+
+
+@pytest.mark.parametrize(("distance", "int32_keys"), [*((d, True) for d in DISTANCES), ("hamming", False)])
+def test_cuda_algorithm_run_on_the_cpu_equals_brute_force(
+    distance: str, int32_keys: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The tiled dense key-merge that CUDA runs (+-1 products for Hamming, with int32 keys where they
+    fit, int64 otherwise), here on the CPU with small database tiles."""
+    if not int32_keys:
+        monkeypatch.setattr(exact._Prepared, "small_keys", lambda self, rows: False)
+    rng = np.random.default_rng(7)
+    database, queries = tie_heavy_data(distance, 1800, 90, rng)
+    expected_i, expected_d = brute_force(reference_distances(distance, queries, database), 25)
+    task = NULL_PROGRESS.task("x", 1)
+    monkeypatch.setattr(exact, "_CPU_TILE", {"l1": 250, "l2": 250, "cosine": 250, "dot": 250, "hamming": 250})
+    indices, values = exact._tiled_search(database, queries, 25, distance, "cpu", 32, task, sparse=False)
+    np.testing.assert_array_equal(indices, expected_i)
+    np.testing.assert_allclose(values, expected_d, rtol=0, atol=1e-12)
+
+
+def test_random_float_data_ranks_by_the_float32_distances_it_reports() -> None:
+    """On generic floats the order is exactly ascending in the reported distances, rows ascending in ties."""
+    rng = np.random.default_rng(3)
+    database = rng.standard_normal((3000, 24)).astype(np.float32)
+    queries = rng.standard_normal((40, 24)).astype(np.float32)
+    for distance in ("l1", "l2", "cosine", "dot"):
+        result = exact_search(database, queries, 30, distance)
+        d, i = result.distances, result.indices
+        assert (np.diff(d, axis=1) >= 0).all()
+        assert ((np.diff(d, axis=1) > 0) | (np.diff(i, axis=1) > 0)).all()
+        # and the set equals the float64 brute force up to float32 rounding at the boundary
+        reference = reference_distances(distance, queries, database)
+        np.testing.assert_allclose(d, np.sort(reference, axis=1)[:, :30], rtol=1e-5, atol=1e-5)
+
+
+def test_fewer_database_rows_than_k_pads_with_minus_one_and_inf() -> None:
+    database = np.array([[1.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    result = exact_search(database, np.array([[1.0, 0.0]], dtype=np.float32), 4, "l2")
+    np.testing.assert_array_equal(result.indices, [[0, 1, -1, -1]])
+    np.testing.assert_allclose(result.distances, [[0.0, np.sqrt(2.0), np.inf, np.inf]])
+    empty = ExactIndex("hamming")
+    empty.add(np.zeros((0, 4), dtype=np.uint8))
+    got = empty.search(np.zeros((2, 4), dtype=np.uint8), 3)
+    assert (got.indices == -1).all() and np.isinf(got.distances).all()
+
+
+def test_hand_computed_hamming_example() -> None:
+    # rows: 0b00000000, 0b11110000, 0b00000001, 0b10000000, 0b00000000 (a tie with row 0)
+    database = np.array([[0], [240], [1], [128], [0]], dtype=np.uint8)
+    result = exact_search(database, np.array([[1]], dtype=np.uint8), 5, "hamming")
+    np.testing.assert_array_equal(result.indices, [[2, 0, 4, 3, 1]])
+    np.testing.assert_array_equal(result.distances, [[0, 1, 1, 2, 5]])
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    with pytest.raises(UsageError, match="unknown distance"):
+        ExactIndex("manhattan")
+    index = ExactIndex("hamming")
+    with pytest.raises(UsageError, match="packed uint8"):
+        index.add(np.zeros((3, 4), dtype=np.float32))
+    index.add(np.zeros((3, 4), dtype=np.uint8))
+    with pytest.raises(UsageError, match="5 bytes per code, the database has 4"):
+        index.search(np.zeros((1, 5), dtype=np.uint8), 2)
+    with pytest.raises(UsageError, match="k must be at least 1"):
+        index.search(np.zeros((1, 4), dtype=np.uint8), 0)
+    floats = ExactIndex("l1")
+    floats.add(np.zeros((3, 8)))
+    with pytest.raises(UsageError, match="7 dimensions, the database has 8"):
+        floats.search(np.zeros((1, 7)), 1)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("distance", DISTANCES)
+def test_cuda_equals_cpu(distance: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    rng = np.random.default_rng(11)
+    for n, k, tile_elements in ((5000, 20, 1 << 27), (20000, 100, 1 << 12)):
+        monkeypatch.setattr(exact, "_CUDA_TILE_ELEMENTS", tile_elements)  # the second run tiles the database
+        database, queries = tie_heavy_data(distance, n, 700, rng)
+        cpu = exact_search(database, queries, k, distance, device="cpu")
+        cuda = exact_search(database, queries, k, distance, device="cuda")
+        np.testing.assert_array_equal(cuda.indices, cpu.indices)
+        np.testing.assert_array_equal(cuda.distances, cpu.distances)
+    # random 768-bit codes, as the benchmark runs them
+    codes = rng.integers(0, 256, (30000, 96), dtype=np.uint8)
+    if distance == "hamming":
+        np.testing.assert_array_equal(
+            exact_search(codes, codes[:500], 20, "hamming", "cuda").indices,
+            exact_search(codes, codes[:500], 20, "hamming", "cpu").indices,
+        )
