@@ -430,8 +430,14 @@ class EmbeddingStore:
         try:
             chunk_rows = max(1, min(1024, (1 << 20) // max(1, 4 * dim)))
             f.create_dataset("embeddings", (0, dim), maxshape=(None, dim), dtype=np.float32, chunks=(chunk_rows, dim))
+            # A dataset without labels (a user's own archive) has zero label columns; HDF5 cannot
+            # take a chunk wider than that, so let h5py choose the chunks then.
             f.create_dataset(
-                "labels", (0, n_labels), maxshape=(None, n_labels), dtype=np.uint8, chunks=(1024, max(1, n_labels))
+                "labels",
+                (0, n_labels),
+                maxshape=(None, n_labels),
+                dtype=np.uint8,
+                chunks=(1024, n_labels) if n_labels else True,
             )
             f.create_dataset("ids", (0,), maxshape=(None,), dtype=_STR, chunks=(1024,))
             f.create_dataset("footprint_crs", (0,), maxshape=(None,), dtype=_STR, chunks=(1024,))

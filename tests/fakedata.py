@@ -49,6 +49,51 @@ def write_band(path: Path, array: np.ndarray, left: float, top: float, pixel: fl
         dst.write(array.astype(np.uint16), 1)
 
 
+def write_raster(
+    path: Path,
+    array: np.ndarray,
+    *,
+    left: float = 500000.0,
+    top: float = 5000040.0,
+    pixel: float = 10.0,
+    crs: str | None = "EPSG:32633",
+    descriptions: list[str] | None = None,
+    nodata: float | None = None,
+    scales: list[float] | None = None,
+    offsets: list[float] | None = None,
+    **profile: object,
+) -> Path:
+    """Write a multi-band GeoTIFF (C, H, W) with band descriptions, nodata, scales and offsets."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    array = np.asarray(array)
+    if array.ndim == 2:
+        array = array[None]
+    options = {
+        "driver": "GTiff",
+        "width": array.shape[2],
+        "height": array.shape[1],
+        "count": array.shape[0],
+        "dtype": array.dtype.name,
+        "transform": from_origin(left, top, pixel, pixel),
+        **profile,
+    }
+    if crs:
+        options["crs"] = crs
+    if nodata is not None:
+        options["nodata"] = nodata
+    with rasterio.open(path, "w", **options) as dst:
+        dst.write(array)
+        for i, text in enumerate(descriptions or []):
+            dst.set_band_description(i + 1, text)
+        if scales is not None:
+            dst.scales = scales
+        if offsets is not None:
+            dst.offsets = offsets
+    return path
+
+
 def make_bigearthnet(
     root: Path,
     splits: dict[str, int] | None = None,

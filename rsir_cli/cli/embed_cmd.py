@@ -9,7 +9,19 @@ import typer
 
 from rsir_cli.cli import output
 from rsir_cli.cli.app import command
-from rsir_cli.cli.options import STORE_DEFAULT, DataDirOption, DeviceOption, JsonOption, StoreOption, split_list
+from rsir_cli.cli.options import (
+    STORE_DEFAULT,
+    BandsOption,
+    DataDirOption,
+    DeviceOption,
+    JsonOption,
+    StoreOption,
+    UnitsOption,
+    split_list,
+)
+
+# Your own imagery: these datasets take --name, --labels, --bands and --units.
+_USER_ARCHIVES = ("folder", "scene")
 
 
 @command("embed", "Embed a dataset's splits with a model into the store (resumable).")
@@ -17,11 +29,37 @@ def embed(
     model: Annotated[
         str, typer.Option("--model", "-m", help="Model: prithvi, prithvi-rgb, vit, vit-tv, or a model .yaml.")
     ],
-    dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset: bigearthnet, forestnet.")],
+    dataset: Annotated[
+        str,
+        typer.Option(
+            "--dataset",
+            "-d",
+            help="Dataset: bigearthnet, forestnet; or your own imagery: folder (a folder of GeoTIFF chips), "
+            "scene (one large GeoTIFF, or a folder of band files, cut into 120 px chips).",
+        ),
+    ],
     split: Annotated[
-        str, typer.Option("--split", help="Comma-separated splits (queries = val, database = test).")
-    ] = "val,test",
+        Optional[str],
+        typer.Option(
+            "--split",
+            help="Comma-separated splits (queries = val, database = test). Default: val,test; 'all' for folder/scene.",
+        ),
+    ] = None,
     data_dir: DataDirOption = None,
+    name: Annotated[
+        Optional[str],
+        typer.Option(
+            "--name", help="folder/scene: the dataset's name in the store (default: the folder or file name)."
+        ),
+    ] = None,
+    labels: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--labels", help="folder/scene: a labels CSV (id column, then 'labels' or 0/1 columns).", dir_okay=False
+        ),
+    ] = None,
+    bands: BandsOption = None,
+    units: UnitsOption = "auto",
     weights: Annotated[
         Optional[Path],
         typer.Option("--weights", help="Checkpoint file (default: what `rsir download` fetched).", dir_okay=False),
@@ -65,17 +103,34 @@ def embed(
         rsir embed -m prithvi -d forestnet --device cuda --precision bf16 --batch-size 256
 
         rsir embed -m prithvi -d bigearthnet --split test --shard 3/8
+
+        rsir embed -m prithvi -d scene --data-dir S2B_T33UUP_20200601/IMG_DATA --name t33uup
+
+        rsir embed -m prithvi -d folder --data-dir my_chips/ --labels my_chips/labels.csv --bands 2,3,4,9,12,13
     """
-    from rsir_cli.datasets import open_split
+    from rsir_cli.datasets import get_dataset, open_split
     from rsir_cli.embedding import EmbedOptions, embed_split
     from rsir_cli.models import build_encoder, get_model_config
+    from rsir_cli.raster import band_map, parse_band_indexes
     from rsir_cli.store import EmbeddingStore, Shard
 
     config = get_model_config(model)
-    splits = split_list(split)
+    definition = get_dataset(dataset)
+    splits = split_list(split) if split is not None else list(definition.default_splits)
     if not splits:
         raise typer.BadParameter("give at least one split", param_hint="--split")
-    readers = [open_split(dataset, name, data_dir) for name in splits]  # fail on bad data before loading a model
+    dataset_options: dict[str, object] = {}
+    if definition.name in _USER_ARCHIVES:
+        band_indexes = band_map(parse_band_indexes(bands), config.read_bands, config.name) if bands else None
+        dataset_options = {"dataset_name": name, "labels": labels, "band_indexes": band_indexes, "units": units}
+    elif name or labels or bands or units != "auto":
+        raise typer.BadParameter(
+            f"--name, --labels, --bands and --units apply to your own imagery ({', '.join(_USER_ARCHIVES)}), "
+            f"not to {definition.name}",
+            param_hint="--dataset",
+        )
+    # Fail on bad data before loading a model.
+    readers = [open_split(dataset, split_name, data_dir, **dataset_options) for split_name in splits]
     for reader in readers:
         reader.check(config.read_bands)
     encoder = build_encoder(config, weights, random_weights)

@@ -15,6 +15,8 @@ __all__ = ["DatasetDefinition", "LabelSet", "Sample", "SplitReader", "get_datase
 _MODULES = {
     "bigearthnet": "rsir_cli.datasets.bigearthnet",
     "forestnet": "rsir_cli.datasets.forestnet",
+    "folder": "rsir_cli.datasets.folder",
+    "scene": "rsir_cli.datasets.scene",
 }
 
 
