@@ -123,9 +123,13 @@ class _TorchDataset:
             sample = self.reader.load(index, self.bands)
         except RsirError as error:
             return {"error": error}
+        image = sample.image
+        # Integer imagery (BigEarthNet DN) travels as uint16, a quarter of float32's bytes between
+        # processes and to the GPU; it becomes float32 on the device, exactly.
+        image = np.ascontiguousarray(image, dtype=np.uint16 if image.dtype == np.uint16 else np.float32)
         return {
             "index": index,
-            "image": np.ascontiguousarray(sample.image, dtype=np.float32),
+            "image": image,
             "labels": sample.labels,
             "crs": sample.crs,
             "bounds": np.asarray(sample.bounds, dtype=np.float64),
@@ -141,9 +145,15 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     shapes = {item["image"].shape for item in items}
     if len(shapes) > 1:
         raise StoreError(f"samples of one batch differ in shape: {sorted(shapes)}")
+    dtypes = {item["image"].dtype for item in items}
+    images = np.stack([item["image"] for item in items])
+    if dtypes != {np.dtype(np.uint16)}:
+        images = images.astype(np.float32, copy=False)
     return {
         "index": [item["index"] for item in items],
-        "image": torch.from_numpy(np.stack([item["image"] for item in items])),
+        # torch's uint16 support is partial: ship the bits as int16, undo it on the device.
+        "image": torch.from_numpy(images.view(np.int16)) if images.dtype == np.uint16 else torch.from_numpy(images),
+        "uint16": images.dtype == np.uint16,
         "labels": np.stack([item["labels"] for item in items]),
         "crs": [item["crs"] for item in items],
         "bounds": np.stack([item["bounds"] for item in items]),
@@ -200,7 +210,9 @@ def embed_images(
     parts = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size], dtype=np.float32)).to(device)
+            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size], dtype=np.float32)).to(
+                device
+            )
             parts.append(_encode(module, preprocess, batch, device, precision))
     if not parts:
         return np.zeros((0, encoder.config.embed_dim), dtype=np.float32)
@@ -305,19 +317,47 @@ def _run(
         num_workers=workers,
         collate_fn=_collate,
         pin_memory=on_cuda,
-        prefetch_factor=4 if workers else None,
+        prefetch_factor=2 if workers else None,
         persistent_workers=False,
     )
     module = encoder.module.to(device)
     if options.compile:
         module = torch.compile(module)
     preprocess = Preprocessor(encoder.config)
+    pending: tuple[Any, Any, dict[str, Any]] | None = None
+
+    def commit(result: tuple[Any, Any, dict[str, Any]]) -> None:
+        host, done, batch = result
+        if done is not None:
+            done.synchronize()  # waits for this batch's copy only, not for the batch computing now
+        ids = [reader.ids[i] for i in batch["index"]]
+        writer.append(host.numpy(), ids, batch["labels"], make_footprints(batch["crs"], batch["bounds"]))
+        bar.advance(len(ids))
+
     with torch.inference_mode():
-        for batch in loader:
-            if "error" in batch:
-                raise batch["error"]
-            images = batch["image"].to(device, non_blocking=on_cuda)
-            embeddings = _encode(module, preprocess, images, device, options.precision)
-            ids = [reader.ids[i] for i in batch["index"]]
-            writer.append(embeddings, ids, batch["labels"], make_footprints(batch["crs"], batch["bounds"]))
-            bar.advance(len(ids))
+        try:
+            for batch in loader:
+                if "error" in batch:
+                    raise batch["error"]
+                images = batch["image"].to(device, non_blocking=on_cuda)
+                if batch["uint16"]:
+                    images = images.to(torch.int32) & 0xFFFF
+                inputs = preprocess(images)
+                with _autocast(device, options.precision):
+                    embeddings = module(inputs)
+                if on_cuda:
+                    # Copy out asynchronously; write the previous batch while the GPU computes this one.
+                    host = torch.empty(embeddings.shape, dtype=torch.float32, pin_memory=True)
+                    host.copy_(embeddings.float(), non_blocking=True)
+                    done = torch.cuda.Event()
+                    done.record()
+                else:
+                    host, done = embeddings.float(), None
+                if pending is not None:
+                    finished, pending = pending, None
+                    commit(finished)
+                pending = (host, done, batch)
+        finally:
+            # Whatever stopped the loop (bad sample, Ctrl-C), a batch already computed is kept.
+            if pending is not None:
+                commit(pending)

@@ -359,3 +359,17 @@ def test_cpu_bf16_autocast_runs_and_is_recorded(tmp_path: Path, ben_root: Path, 
         ),
         "--precision must be one of",
     )
+
+
+@pytest.mark.gpu
+def test_cuda_embedding_equals_cpu(tmp_path: Path, ben_root: Path, fake_encoder: str) -> None:
+    """The GPU path (uint16 transport, resize on the GPU, overlapped copies) gives the CPU's rows."""
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    base = ["embed", "-m", fake_encoder, "-d", "bigearthnet", "--data-dir", ben_root, "--random-weights", "--split", "test", "--batch-size", "4", "--workers", "2"]
+    assert run(*base, "--store", tmp_path / "cpu", "--device", "cpu").exit_code == 0
+    assert run(*base, "--store", tmp_path / "gpu", "--device", "cuda").exit_code == 0
+    cpu = EmbeddingStore(tmp_path / "cpu").read("fake", "bigearthnet", "test")
+    gpu = EmbeddingStore(tmp_path / "gpu").read("fake", "bigearthnet", "test")
+    assert cpu.ids == gpu.ids
+    np.testing.assert_allclose(gpu.embeddings, cpu.embeddings, rtol=1e-4, atol=1e-4)

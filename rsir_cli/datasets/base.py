@@ -46,8 +46,9 @@ def identity_label_set(name: str, names: Sequence[str]) -> LabelSet:
 class Sample:
     """One sample as a worker reads it.
 
-    ``image`` is float32 (C, H, W) in the units the models' normalisation expects (surface
-    reflectance x 10000), bands in the order asked for. ``crs``/``bounds`` give the footprint in
+    ``image`` is (C, H, W) in the units the models' normalisation expects (surface reflectance x
+    10000), bands in the order asked for: float32, or uint16 for integer data (BigEarthNet), which
+    the embed step turns into float32 on the device. ``crs``/``bounds`` give the footprint in
     the sample's own CRS ("" / NaN when unknown); the embed step converts them to longitude/latitude.
     """
 
