@@ -1,0 +1,256 @@
+"""`rsir index` and `rsir search --backend milvus` on Milvus Lite: same answers as the exact engine,
+idempotent re-indexing, and one clear line for every failure."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from rsir_cli.cli.app import app
+from rsir_cli.hashing import hash_store
+from rsir_cli.store import EmbeddingStore
+
+VAL, TEST, DIM = 12, 300, 64
+
+
+def rsir(*args: str, env: dict[str, str] | None = None) -> Any:
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def make_store(root: Path, seed: int = 0, dim: int = DIM, overwrite: bool = False) -> Path:
+    """A store of Gaussian embeddings (continuous: no float ties) with trivial-32 and binary codes."""
+    store = EmbeddingStore(root)
+    rng = np.random.default_rng(seed)
+    for split, n in (("val", VAL), ("test", TEST)):
+        writer = store.writer(
+            "m", "d", split, attrs={"label_names": ["a", "b"], "weights_sha256": f"w{seed}"}, dim=dim,
+            n_labels=2, rows_expected=n, overwrite=overwrite,
+        )  # fmt: skip
+        labels = rng.integers(0, 2, (n, 2)).astype(np.uint8)
+        writer.append(rng.standard_normal((n, dim)).astype(np.float32), [f"{split}_{i}" for i in range(n)], labels)
+        writer.finish()
+    hash_store(store, "trivial", 32, [None])
+    hash_store(store, "binary", None, [None])
+    return root
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    return make_store(tmp_path / "store")
+
+
+def index_json(store: Path, *args: str) -> dict:
+    result = rsir("index", "--store", str(store), "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def matches(store: Path, query: str, *args: str) -> list[dict]:
+    result = rsir("search", "--store", str(store), "--id", query, "--k", "10", "--json", *args)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["results"][0]["matches"]
+
+
+def one_error_line(result: Any) -> str:
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1, result.output
+    assert len(errors) == 1 and "Traceback" not in result.output, result.output
+    assert "unexpected" not in errors[0], result.output
+    return errors[0]
+
+
+def assert_same_up_to_ties(exact: list[dict], found: list[dict]) -> None:
+    """Equal distances rank by rank; equal ids wherever a distance is unique, and ties in row order."""
+    assert [m["distance"] for m in found] == [m["distance"] for m in exact]
+    assert [m["rank"] for m in found] == list(range(1, len(exact) + 1))
+    distances = [m["distance"] for m in exact]
+    kth = distances[-1]
+    for mine, truth in zip(found, exact, strict=True):
+        if distances.count(truth["distance"]) == 1 and truth["distance"] != kth:
+            assert (mine["id"], mine["row"]) == (truth["id"], truth["row"])
+    below = sorted(m["row"] for m in exact if m["distance"] < kth)
+    assert sorted(m["row"] for m in found if m["distance"] < kth) == below
+    rows = [(m["distance"], m["row"]) for m in found]
+    assert rows == sorted(rows)
+
+
+@pytest.mark.slow
+def test_float_index_then_search_equals_the_exact_engine(store: Path) -> None:
+    made = index_json(store)
+    assert (made["collection"], made["state"], made["rows"], made["dim"]) == (
+        "rsir_m_d_test_float_l2",
+        "created",
+        TEST,
+        DIM,
+    )
+    assert (made["index_type"], made["metric"], made["backend"]) == ("FLAT", "L2", "Milvus Lite")
+    assert made["uri"] == str((store / "milvus.db").absolute())
+    for query in ("val_0", "val_5", "val_11"):
+        exact = matches(store, query, "--distance", "l2")
+        found = matches(store, query, "--backend", "milvus")  # l2: the Milvus default
+        assert [(m["row"], m["id"], m["labels"]) for m in found] == [(m["row"], m["id"], m["labels"]) for m in exact]
+        np.testing.assert_allclose([m["distance"] for m in found], [m["distance"] for m in exact], rtol=1e-5)
+    index_json(store, "--distance", "cosine")
+    exact = matches(store, "val_3", "--distance", "cosine")
+    found = matches(store, "val_3", "--backend", "milvus", "--distance", "cosine")
+    assert [m["row"] for m in found] == [m["row"] for m in exact]
+    np.testing.assert_allclose([m["distance"] for m in found], [m["distance"] for m in exact], atol=1e-5)
+
+
+@pytest.mark.parametrize(("method", "bits", "code"), [("trivial", "32", "trivial-32"), ("binary", "64", "binary-64")])
+def test_code_index_then_search_equals_the_exact_engine(store: Path, method: str, bits: str, code: str) -> None:
+    made = index_json(store, "--hash", method, "--bits", bits)
+    assert (made["collection"], made["index_type"], made["metric"]) == (
+        f"rsir_m_d_test_{code.replace('-', '_')}",
+        "BIN_FLAT",
+        "HAMMING",
+    )
+    table = rsir("search", "--store", str(store), "--id", "val_2", "--hash", method, "--backend", "milvus")
+    assert table.exit_code == 0 and f"(hamming, {code}) for val_2" in table.stdout
+    for query in ("val_1", "val_2", "val_7"):
+        exact = matches(store, query, "--hash", method, "--bits", bits)
+        found = matches(store, query, "--hash", method, "--bits", bits, "--backend", "milvus")
+        assert_same_up_to_ties(exact, found)
+
+
+@pytest.mark.slow
+def test_reindexing_is_idempotent_drop_rebuilds_and_a_changed_store_is_noticed(store: Path, tmp_path: Path) -> None:
+    assert index_json(store, "--hash", "trivial", "--bits", "32")["state"] == "created"
+    again = index_json(store, "--hash", "trivial", "--bits", "32")
+    assert again["state"] == "up to date" and again["insert_seconds"] == 0 and again["rows"] == TEST
+    made = index_json(store)
+    assert made["state"] == "created"
+    ivf = index_json(store, "--index-type", "ivf_flat", "--nlist", "4")
+    assert (ivf["state"], ivf["index_type"], ivf["index_params"], ivf["insert_seconds"]) == (
+        "index rebuilt",
+        "IVF_FLAT",
+        {"nlist": 4},
+        0,
+    )
+    # nprobe 16 >= nlist 4: every list is searched, so IVF answers like the exact engine
+    exact = matches(store, "val_4", "--distance", "l2")
+    assert [m["row"] for m in matches(store, "val_4", "--backend", "milvus")] == [m["row"] for m in exact]
+    assert index_json(store, "--index-type", "ivf_flat", "--nlist", "4")["state"] == "up to date"
+    assert index_json(store, "--drop")["state"] == "rebuilt (--drop)"
+
+    make_store(store, seed=1, overwrite=True)  # re-embedded: same shape, other vectors
+    stale = one_error_line(rsir("search", "--store", str(store), "--id", "val_0", "--backend", "milvus"))
+    assert "rsir_m_d_test_float_l2" in stale and "out of date with the store (weights_sha256, created differ)" in stale
+    assert "run `rsir index --model m --dataset d --split test --float --distance l2` again" in stale
+    assert index_json(store)["state"] == "rebuilt (the store changed)"
+    exact = matches(store, "val_0", "--distance", "l2")
+    assert [m["row"] for m in matches(store, "val_0", "--backend", "milvus")] == [m["row"] for m in exact]
+    # the trivial-32 collection still holds the old codes and must be rebuilt too
+    assert index_json(store, "--hash", "trivial", "--bits", "32")["state"] == "rebuilt (the store changed)"
+
+
+def test_a_custom_uri_and_a_foreign_collection(store: Path, tmp_path: Path) -> None:
+    from rsir_cli.search.milvus import MilvusConnection, MilvusIndex, resolve_target
+
+    uri = tmp_path / "elsewhere" / "vectors.db"
+    made = index_json(store, "--uri", str(uri))
+    assert made["uri"] == str(uri) and uri.exists()
+    assert not (store / "milvus.db").exists()
+    exact = matches(store, "val_1", "--distance", "l2")
+    assert [m["row"] for m in matches(store, "val_1", "--backend", "milvus", "--uri", str(uri))] == [
+        m["row"] for m in exact
+    ]
+    with MilvusConnection(resolve_target(str(uri), None, ".")) as connection:
+        connection.drop_collection("rsir_m_d_test_trivial_32")
+        MilvusIndex.create(connection, "rsir_m_d_test_trivial_32", distance="hamming", dim=32, description="mine")
+    foreign = one_error_line(
+        rsir("index", "--store", str(store), "--hash", "trivial", "--bits", "32", "--uri", str(uri))
+    )
+    assert "was not made by rsir; pass --drop to replace it" in foreign
+    replaced = index_json(store, "--hash", "trivial", "--bits", "32", "--uri", str(uri), "--drop")
+    assert replaced["state"] == "rebuilt (--drop)"
+
+
+@pytest.mark.slow
+def test_failures_are_one_clear_line_and_exit_1(store: Path, tmp_path: Path) -> None:
+    missing = one_error_line(rsir("search", "--store", str(store), "--id", "val_0", "--backend", "milvus"))
+    assert "has no collection rsir_m_d_test_float_l2; run `rsir index --model m --dataset d --split test" in missing
+
+    secret = "root:Hidden-Token-99"
+    for command in (["index"], ["search", "--id", "val_0", "--backend", "milvus"]):
+        result = rsir(
+            *command, "--store", str(store), "--uri", "http://127.0.0.1:9", "--token", secret,
+            env={"RSIR_MILVUS_TIMEOUT": "2"},
+        )  # fmt: skip
+        line = one_error_line(result)
+        assert "cannot reach Milvus at http://127.0.0.1:9" in line
+        assert "Hidden-Token-99" not in result.output
+    from_env = rsir(
+        "index", "--store", str(store), "--uri", "http://127.0.0.1:9",
+        env={"RSIR_MILVUS_TIMEOUT": "2", "RSIR_MILVUS_TOKEN": secret},
+    )  # fmt: skip
+    assert "cannot reach" in one_error_line(from_env) and "Hidden-Token-99" not in from_env.output
+
+    l1 = one_error_line(rsir("index", "--store", str(store), "--distance", "l1"))
+    assert "Milvus has no L1 metric" in l1
+    assert "Milvus has no L1 metric" in one_error_line(
+        rsir("search", "--store", str(store), "--id", "val_0", "--backend", "milvus", "--distance", "l1")
+    )
+    ivf = one_error_line(
+        rsir("index", "--store", str(store), "--hash", "trivial", "--bits", "32", "--index-type", "ivf_flat")
+    )
+    assert "local mode only support BIN_FLAT" in ivf and "--index-type flat" in ivf
+    assert "no trivial 16-bit codes" in one_error_line(
+        rsir("index", "--store", str(store), "--hash", "trivial", "--bits", "16")
+    )
+    assert "must end in .db" in one_error_line(
+        rsir("index", "--store", str(store), "--uri", str(tmp_path / "x.sqlite"))
+    )
+
+    # A collection of other dimensions: the store was re-embedded by a model of another width.
+    index_json(store)
+    make_store(store, seed=2, dim=32, overwrite=True)
+    mismatch = one_error_line(rsir("search", "--store", str(store), "--id", "val_0", "--backend", "milvus"))
+    assert "out of date with the store (dim, weights_sha256, created differ)" in mismatch
+
+
+def test_usage_errors_exit_2(store: Path) -> None:
+    assert rsir("index", "--store", str(store), "--hash", "trivial", "--bits", "32", "--float").exit_code == 2
+    assert rsir("index", "--store", str(store), "--hash", "trivial", "--distance", "l2").exit_code == 2
+    assert rsir("search", "--store", str(store), "--id", "val_0", "--backend", "faiss").exit_code == 2
+    assert rsir("index", "--store", str(store), "--index-type", "bin_ivf_flat").exit_code == 1
+    assert rsir("index", "--store", str(store), "--nlist", "0").exit_code == 2
+
+
+def test_help_has_examples() -> None:
+    for command in ("index", "bench-milvus"):
+        result = rsir(command, "--help")
+        assert result.exit_code == 0 and "Examples:" in result.stdout and f"rsir {command}" in result.stdout
+
+
+class _StopAfterFirstBatch:
+    """A progress reporter that interrupts the run after the first insert batch (like Ctrl-C)."""
+
+    def task(self, description: str, total: float | None, unit: str = "items", completed: float = 0) -> Any:
+        return self
+
+    def advance(self, amount: float = 1) -> None:
+        raise KeyboardInterrupt
+
+    def close(self) -> None:
+        pass
+
+
+def test_an_interrupted_index_run_is_rebuilt(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rsir_cli import retrieval
+    from rsir_cli.search import milvus
+
+    monkeypatch.setattr(milvus, "_INSERT_MAX_ROWS", 256)  # 300 rows: two insert batches
+    database = retrieval.open_database(EmbeddingStore(store), distance="l2")
+    target = milvus.resolve_target(None, None, store)
+    with pytest.raises(KeyboardInterrupt):
+        milvus.index_database(target, database, progress=_StopAfterFirstBatch())
+    with milvus.MilvusConnection(target) as connection:
+        assert len(milvus.MilvusIndex(connection, "rsir_m_d_test_float_l2", distance="l2", dim=DIM)) == 256
+    assert index_json(store)["state"] == "rebuilt (an earlier run stopped early)"
+    assert index_json(store)["rows"] == TEST
