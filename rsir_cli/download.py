@@ -1184,6 +1184,20 @@ def _hub_cache() -> Path:
     return Path(constants.HF_HUB_CACHE)
 
 
+def _resolvable(url: str) -> bool:
+    """Whether the URL's host name resolves (no DNS, no route: nothing to retry)."""
+    import socket
+
+    host = urlsplit(url).hostname
+    if not host:
+        return False
+    try:
+        socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return True
+
+
 def _hub_url(endpoint: str | None, repo_id: str, filename: str, revision: str | None) -> str:
     return f"{endpoint or 'https://huggingface.co'}/{repo_id}/resolve/{revision or 'main'}/{filename}"
 
@@ -1306,6 +1320,7 @@ def _download_hub(
     from huggingface_hub import utils as errors
 
     offline = _hub_offline()
+    unreachable = not offline and not _resolvable(endpoint or "https://huggingface.co")
     manual = _how_to_place(
         cfg.name,
         _hub_url(None, repo_id, filename, revision),
@@ -1315,6 +1330,11 @@ def _download_hub(
     kwargs: dict[str, Any] = {}
     if "tqdm_class" in inspect.signature(hf_hub_download).parameters:
         kwargs["tqdm_class"] = lambda **options: _HubProgressBar(progress, **options)
+    # The hub retries a failed request five times with backoff and logs each try; a host that does
+    # not even resolve will not answer the sixth time, so say so at once (the cache still serves).
+    hub_log = logging.getLogger("huggingface_hub")
+    level = hub_log.level
+    hub_log.setLevel(logging.ERROR)
     try:
         path = Path(
             hf_hub_download(
@@ -1322,8 +1342,8 @@ def _download_hub(
                 filename,
                 revision=revision,
                 endpoint=endpoint,
-                local_files_only=offline,
-                force_download=force and not offline,
+                local_files_only=offline or unreachable,
+                force_download=force and not (offline or unreachable),
                 **kwargs,
             )
         )
@@ -1339,6 +1359,8 @@ def _download_hub(
         raise DownloadError(f"downloading {url} failed: {str(error).splitlines()[0]}; run again to resume") from None
     except OSError as error:  # a transfer that ended short, a full disk
         raise DownloadError(f"downloading {url} failed: {str(error).splitlines()[0]}; run again to resume") from None
+    finally:
+        hub_log.setLevel(level)
 
     sha256 = sha256_file(path)
     # The Hub names a large (LFS) file's blob by its sha256: an end-to-end check of the transfer.
@@ -1355,11 +1377,11 @@ def _download_hub(
         url,
         path,
         path.stat().st_size,
-        "present" if offline else "downloaded",
+        "present" if offline or unreachable else "downloaded",
         sha256=sha256,
         checksum="sha256 equals the Hub's LFS etag" if blob == sha256 else "sha256 recorded",
     )
-    notes = ["offline: taken from the Hugging Face cache"] if offline else []
+    notes = ["offline: taken from the Hugging Face cache"] if offline or unreachable else []
     return DownloadResult(cfg.name, "weights", "complete", path, [report], notes=notes)
 
 

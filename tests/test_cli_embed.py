@@ -366,7 +366,22 @@ def test_cuda_embedding_equals_cpu(tmp_path: Path, ben_root: Path, fake_encoder:
     """The GPU path (uint16 transport, resize on the GPU, overlapped copies) gives the CPU's rows."""
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
-    base = ["embed", "-m", fake_encoder, "-d", "bigearthnet", "--data-dir", ben_root, "--random-weights", "--split", "test", "--batch-size", "4", "--workers", "2"]
+    base = [
+        "embed",
+        "-m",
+        fake_encoder,
+        "-d",
+        "bigearthnet",
+        "--data-dir",
+        ben_root,
+        "--random-weights",
+        "--split",
+        "test",
+        "--batch-size",
+        "4",
+        "--workers",
+        "2",
+    ]
     assert run(*base, "--store", tmp_path / "cpu", "--device", "cpu").exit_code == 0
     assert run(*base, "--store", tmp_path / "gpu", "--device", "cuda").exit_code == 0
     cpu = EmbeddingStore(tmp_path / "cpu").read("fake", "bigearthnet", "test")

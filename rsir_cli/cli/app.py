@@ -71,7 +71,7 @@ app = typer.Typer(
     ),
     no_args_is_help=True,
     add_completion=True,
-    rich_markup_mode="rich",
+    rich_markup_mode="markdown",
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -108,6 +108,7 @@ def _register() -> None:
     # One module per command; each registers itself on import through ``command``.
     from rsir_cli.cli import (  # noqa: F401
         bench_milvus_cmd,
+        demo_cmd,
         download_cmd,
         embed_cmd,
         evaluate_cmd,

@@ -165,14 +165,13 @@ def embed(
             f"{r.rows_new:,}",
             f"{r.images_per_second:,.1f}",
             f"{r.device} {r.precision}",
-            str(r.path),
         ]
         for r in results
     ]
     output.print_table(
         output.make_table(
-            "Embedded",
-            ["model", "dataset", "split", "rows", "new", "img/s", "device", "file"],
+            f"Embedded into {store}",
+            ["model", "dataset", "split", "rows", "new", "img/s", "device"],
             rows,
             numeric=("rows", "new", "img/s"),
         )
