@@ -56,6 +56,10 @@ _CPU_QUERY_BLOCK = 1024
 _CPU_TILE = {"l1": 1024, "l2": 8192, "cosine": 8192, "dot": 8192}
 # faiss binary search: queries per call (the progress bar advances per call).
 _CPU_HAMMING_BLOCK = 8192
+# Fewer queries than this run on one thread (see _faiss_hamming).
+_FEW_QUERIES = 64
+# CPU float tiles hold at most this many distances: few queries scan long tiles (less overhead).
+_CPU_TILE_ELEMENTS = 1 << 23
 # CUDA: elements of one distance tile (queries x database rows); 2**27 keeps a tile near 2 GB.
 _CUDA_TILE_ELEMENTS = 1 << 27
 
@@ -97,6 +101,10 @@ class ExactIndex:
         self._parts: list[np.ndarray] = []
         self._database: np.ndarray | None = None
         self._width: int | None = None
+        # Per-database work kept across searches (single queries repeat it otherwise):
+        # the unit rows for cosine, the squared norms for l2.
+        self._prepared: np.ndarray | None = None
+        self._norms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._parts)
@@ -107,7 +115,7 @@ class ExactIndex:
         if len(self) + len(vectors) > _ROW_MASK:
             raise UsageError(f"the exact engine holds at most {_ROW_MASK:,} database rows")
         self._parts.append(vectors)
-        self._database = None
+        self._database = self._prepared = self._norms = None
 
     def search(self, queries: np.ndarray, k: int, progress: Progress = NULL_PROGRESS) -> SearchResult:
         """The ``k`` nearest database rows of every query, ordered by (distance, row).
@@ -131,7 +139,9 @@ class ExactIndex:
             if self.distance == "hamming" and self.device == "cpu":
                 found_i, found_d = _faiss_hamming(database, queries, k_eff, self.block_size, task)
             elif self.device == "cpu":
-                found_i, found_d = _cpu_float_search(database, queries, k_eff, self.distance, self.block_size, task)
+                found_i, found_d = _cpu_float_search(
+                    self._prepared_database(), queries, k_eff, self.distance, self.block_size, task, self._norms
+                )
             else:
                 found_i, found_d = _tiled_search(
                     database, queries, k_eff, self.distance, self.device, self.block_size, task
@@ -161,6 +171,15 @@ class ExactIndex:
             unit = "bytes per code" if self.distance == "hamming" else "dimensions"
             raise UsageError(f"the {what} have {width} {unit}, the database has {self._width}")
         return np.ascontiguousarray(vectors)
+
+    def _prepared_database(self) -> np.ndarray:
+        """The database as the CPU float search reads it (unit rows for cosine), and l2 norms."""
+        if self._prepared is None:
+            database = self._joined()
+            self._prepared = _normalise_rows(database) if self.distance == "cosine" else database
+            if self.distance == "l2":
+                self._norms = np.einsum("ij,ij->i", database, database)
+        return self._prepared
 
     def _joined(self) -> np.ndarray:
         if self._database is None:
@@ -192,12 +211,20 @@ def _faiss_hamming(
     indices = np.empty((n, k), dtype=np.int64)
     distances = np.empty((n, k), dtype=np.float64)
     step = block_size or _CPU_HAMMING_BLOCK
-    for start in range(0, n, step):
-        block = queries[start : start + step]
-        d, i = index.search(block, k)
-        indices[start : start + len(block)] = i
-        distances[start : start + len(block)] = d
-        task.advance(len(block))
+    # A few queries scan the codes in well under a millisecond on one thread, while an OpenMP
+    # team waits for every thread: on a busy machine that costs tens of milliseconds per call.
+    threads = faiss.omp_get_max_threads()
+    if n < _FEW_QUERIES:
+        faiss.omp_set_num_threads(1)
+    try:
+        for start in range(0, n, step):
+            block = queries[start : start + step]
+            d, i = index.search(block, k)
+            indices[start : start + len(block)] = i
+            distances[start : start + len(block)] = d
+            task.advance(len(block))
+    finally:
+        faiss.omp_set_num_threads(threads)
     return indices, distances
 
 
@@ -219,17 +246,23 @@ def _threshold(keys: np.ndarray) -> np.ndarray:
 
 
 def _cpu_float_search(
-    database: np.ndarray, queries: np.ndarray, k: int, distance: str, block_size: int | None, task: Any
+    database: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    distance: str,
+    block_size: int | None,
+    task: Any,
+    norms: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Blocked exact top-k on the CPU: BLAS (or faiss L1) tiles, then a merge of the few entries that
     beat each query's current k-th distance (compared as float32, strictly: a later row that ties
     the k-th distance has the higher row and loses)."""
     n = database.shape[0]
-    tile = _CPU_TILE.get(distance, 8192)
     step = block_size or _CPU_QUERY_BLOCK
-    if distance == "cosine":
-        database = _normalise_rows(database)
-    norms = np.einsum("ij,ij->i", database, database) if distance == "l2" else None
+    tile = max(_CPU_TILE.get(distance, 8192), _CPU_TILE_ELEMENTS // max(1, min(step, queries.shape[0])))
+    # ``database`` arrives prepared: unit rows for cosine; ``norms`` its squared norms for l2.
+    if distance == "l2" and norms is None:
+        norms = np.einsum("ij,ij->i", database, database)
     out_keys = np.empty((queries.shape[0], k), dtype=np.int64)
     for start in range(0, queries.shape[0], step):
         block = queries[start : start + step]
