@@ -97,7 +97,7 @@ def bench_reader(root: Path, n: int, repeats: int) -> dict:
     for i in range(min(n, 5)):
         np.testing.assert_array_equal(fast.load(i, PRITHVI_BANDS).image, gdal.load(i, PRITHVI_BANDS).image)
     rows = {
-        "rsir (tifffile, 6 bands)": time_reader(lambda i: fast.load(i, PRITHVI_BANDS), n, repeats),
+        "rsir (plain-TIFF reader, 6 bands)": time_reader(lambda i: fast.load(i, PRITHVI_BANDS), n, repeats),
         "rasterio, 6 bands": time_reader(lambda i: gdal.load(i, PRITHVI_BANDS), n, repeats),
         "torchgeo way (rasterio, 12 bands)": time_reader(lambda i: torchgeo_style_load(fast, i), n, repeats),
     }
