@@ -14,26 +14,9 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from rsir_cli.cli.app import app
 from rsir_cli.store import EmbeddingStore
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, pattern: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    import re
-
-    assert re.search(pattern, result.output.replace("\n", " ")), result.output
+from tests.cli import assert_one_line_error, run
 
 
 def test_embed_fake_model_writes_both_splits_with_labels_and_footprints(

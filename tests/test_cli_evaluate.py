@@ -4,31 +4,15 @@ from __future__ import annotations
 
 import csv
 import json
-import re
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from rsir_cli.cli.app import app
 from rsir_cli.datasets import label_sets_for
 from rsir_cli.store import EmbeddingStore
-
-runner = CliRunner()
-
-
-def run(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def assert_one_line_error(result, pattern: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    assert re.search(pattern, result.output.replace("\n", " ")), result.output
+from tests.cli import assert_one_line_error, run
 
 
 def write_split(

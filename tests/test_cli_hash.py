@@ -7,18 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from rsir_cli.cli.app import app
 from rsir_cli.hashing import hasher_from_codes, make_hasher, unpack
 from rsir_cli.store import EmbeddingStore
-from tests.test_cli_evaluate import assert_one_line_error, write_split
-
-runner = CliRunner()
-
-
-def run(*args: object):
-    return runner.invoke(app, [str(a) for a in args])
+from tests.cli import assert_one_line_error, run
+from tests.test_cli_evaluate import write_split
 
 
 @pytest.fixture

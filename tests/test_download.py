@@ -26,16 +26,14 @@ from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import pytest
-from typer.testing import CliRunner
 
 from rsir_cli import download
-from rsir_cli.cli.app import app
 from rsir_cli.datasets import open_split
-from tests import fakedata
+from tests import cli, fakedata
+from tests.cli import assert_one_line_error
 from tests.httpserver import FileServer, serve
 
 REPO = Path(__file__).resolve().parent.parent
-runner = CliRunner()
 FAST = ("--retry-wait", "0")
 BEN = download.DATASETS["bigearthnet"]
 FORESTNET = download.DATASETS["forestnet"]
@@ -44,19 +42,11 @@ FN_ARCHIVE = FORESTNET.files[0]
 
 
 def run(*args: Any):
-    return runner.invoke(app, ["download", *(str(a) for a in args)])
+    return cli.run("download", *args)
 
 
 def path_of(url: str) -> str:
     return urlsplit(url).path
-
-
-def assert_one_line_error(result, pattern: str) -> None:
-    assert result.exit_code == 1, result.output
-    assert "Traceback" not in result.output
-    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, result.output
-    assert re.search(pattern, result.output.replace("\n", " ")), result.output
 
 
 def md5(data: bytes) -> str:
@@ -638,7 +628,7 @@ def test_hub_download_through_a_local_endpoint_then_embed_finds_data_and_weights
     serve_bigearthnet(server, monkeypatch, archives)
     store = tmp_path / "store"
     embed = ["embed", "--model", str(model), "--dataset", "bigearthnet", "--store", str(store), "--workers", "0"]
-    before = runner.invoke(app, [*embed, "--device", "cpu"])
+    before = cli.run(*embed, "--device", "cpu")
     assert before.exit_code == 1 and "rsir download" in before.output, before.output
 
     weights = run(model, "--mirror", server.root, "--json")
@@ -647,7 +637,7 @@ def test_hub_download_through_a_local_endpoint_then_embed_finds_data_and_weights
     assert [(hit.method, hit.status) for hit in server.log if hit.path == hub_path] == [("HEAD", 200), ("GET", 200)]
     assert run("bigearthnet", "--mirror", server.root, *FAST).exit_code == 0
 
-    result = runner.invoke(app, [*embed, "--device", "cpu", "--json"])
+    result = cli.run(*embed, "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
     assert [(r["split"], r["rows"]) for r in json.loads(result.stdout)] == [("val", 3), ("test", 4)]
     attrs = EmbeddingStore(store).attrs("tiny-fake", "bigearthnet", "test")
