@@ -26,6 +26,7 @@ import logging
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -61,6 +62,28 @@ def band_options(options: Mapping[str, object]) -> tuple[dict[str, int] | None, 
     raw = options.get("band_indexes")
     band_indexes = {str(k): int(v) for k, v in dict(raw).items()} if raw else None  # type: ignore[call-overload]
     return band_indexes, str(options.get("units") or "auto")
+
+
+def archive_arguments(options: Mapping[str, object]) -> dict[str, Any]:
+    """Reader arguments of a user archive (folder, scene) from the options of ``open_split``."""
+    band_indexes, units = band_options(options)
+    labels = options.get("labels")
+    return {
+        "name": options.get("dataset_name") or None,
+        "band_indexes": band_indexes,
+        "units": units,
+        "labels": Path(str(labels)) if labels else None,
+    }
+
+
+def recorded_options(reader: Any) -> dict[str, object]:
+    """The options that reopen a user archive, as the store records them (``dataset_options``)."""
+    return {
+        "dataset_name": reader.dataset,
+        "band_indexes": reader.band_indexes,
+        "units": reader.units,
+        "labels": str(reader.labels_path) if reader.labels_path else None,
+    }
 
 
 def read_labels_csv(path: Path, ids: Sequence[str]) -> tuple[tuple[str, ...], np.ndarray]:
@@ -199,12 +222,7 @@ class FolderSplit(SplitReader):
         return {
             **super().describe(),
             "dataset_type": "folder",
-            "dataset_options": {
-                "dataset_name": self.dataset,
-                "band_indexes": self.band_indexes,
-                "units": self.units,
-                "labels": str(self.labels_path) if self.labels_path else None,
-            },
+            "dataset_options": recorded_options(self),
             "pixel_size_m": self._first.pixel_size_m() or "",
             "chip_shape": list(self._shape),
         }
@@ -212,16 +230,7 @@ class FolderSplit(SplitReader):
 
 class FolderDefinition(DatasetDefinition):
     def open(self, root: Path, split: str, **options: object) -> SplitReader:
-        band_indexes, units = band_options(options)
-        labels = options.get("labels")
-        return FolderSplit(
-            root,
-            split,
-            name=options.get("dataset_name") or None,  # type: ignore[arg-type]
-            band_indexes=band_indexes,
-            units=units,
-            labels=Path(str(labels)) if labels else None,
-        )
+        return FolderSplit(root, split, **archive_arguments(options))
 
 
 DEFINITION = FolderDefinition(

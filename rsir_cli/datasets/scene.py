@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rsir_cli.datasets.base import DatasetDefinition, Sample, SplitReader
-from rsir_cli.datasets.folder import SPLIT, band_options, dataset_name, read_labels_csv
+from rsir_cli.datasets.folder import SPLIT, archive_arguments, dataset_name, read_labels_csv, recorded_options
 from rsir_cli.errors import DataNotFoundError, UsageError
 from rsir_cli.raster import MAX_NODATA_FRACTION, Chip, chip_grid, open_raster
 
@@ -106,13 +106,7 @@ class SceneSplit(SplitReader):
         return {
             **super().describe(),
             "dataset_type": "scene",
-            "dataset_options": {
-                "dataset_name": self.dataset,
-                "band_indexes": self.band_indexes,
-                "units": self.units,
-                "labels": str(self.labels_path) if self.labels_path else None,
-                "chip_size": self.patch_size,
-            },
+            "dataset_options": {**recorded_options(self), "chip_size": self.patch_size},
             "pixel_size_m": self.raster.pixel_size_m() or "",
             "scene_crs": self.raster.crs,
             "chip_grid": [self.grid_rows, self.grid_cols],
@@ -122,17 +116,8 @@ class SceneSplit(SplitReader):
 
 class SceneDefinition(DatasetDefinition):
     def open(self, root: Path, split: str, **options: object) -> SplitReader:
-        band_indexes, units = band_options(options)
-        labels = options.get("labels")
-        return SceneSplit(
-            root,
-            split,
-            name=options.get("dataset_name") or None,  # type: ignore[arg-type]
-            band_indexes=band_indexes,
-            units=units,
-            labels=Path(str(labels)) if labels else None,
-            chip_size=int(options.get("chip_size") or PATCH_SIZE),  # type: ignore[call-overload]
-        )
+        chip_size = int(options.get("chip_size") or PATCH_SIZE)  # type: ignore[call-overload]
+        return SceneSplit(root, split, **archive_arguments(options), chip_size=chip_size)
 
 
 DEFINITION = SceneDefinition(
