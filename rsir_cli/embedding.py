@@ -155,8 +155,8 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "image": torch.from_numpy(images.view(np.int16)) if images.dtype == np.uint16 else torch.from_numpy(images),
         "uint16": images.dtype == np.uint16,
         "labels": np.stack([item["labels"] for item in items]),
-        "crs": [item["crs"] for item in items],
-        "bounds": np.stack([item["bounds"] for item in items]),
+        # Footprints to longitude/latitude here, in the loader process, off the main process's path.
+        "footprints": make_footprints([item["crs"] for item in items], np.stack([item["bounds"] for item in items])),
     }
 
 
@@ -331,7 +331,7 @@ def _run(
         if done is not None:
             done.synchronize()  # waits for this batch's copy only, not for the batch computing now
         ids = [reader.ids[i] for i in batch["index"]]
-        writer.append(host.numpy(), ids, batch["labels"], make_footprints(batch["crs"], batch["bounds"]))
+        writer.append(host.numpy(), ids, batch["labels"], batch["footprints"])
         bar.advance(len(ids))
 
     with torch.inference_mode():
