@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from rsir_cli.datasets.base import SplitReader
+from rsir_cli.devices import resolve_device
 from rsir_cli.errors import RsirError, StoreError, UsageError
 from rsir_cli.geo import make_footprints
 from rsir_cli.models import Encoder
@@ -85,21 +86,6 @@ class EmbedResult:
             "precision": self.precision,
             "random_weights": self.random_weights,
         }
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; checks that a requested CUDA device exists."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: no CUDA device is available here (use --device cpu)")
-        return device
-    if device != "cpu":
-        raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
-    return device
 
 
 def default_workers() -> int:

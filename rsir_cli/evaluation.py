@@ -234,7 +234,8 @@ def evaluate_store(
         UsageError: bad options (unknown method, bits, distance, label set, match).
         StoreError: a missing split, mismatched dims between the splits, unreadable files.
     """
-    from rsir_cli.search.exact import ExactIndex, resolve_device
+    from rsir_cli.devices import resolve_device
+    from rsir_cli.search.exact import ExactIndex
 
     if k < 1:
         raise UsageError("--k must be at least 1")

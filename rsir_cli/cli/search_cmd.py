@@ -299,7 +299,7 @@ def _embed_tile(
     keep_rgb: int,
 ) -> tuple[list[Any], dict[str, Any]]:
     """Load the store's model and embed the tile's chips; notes on stderr; the tile's facts for --json."""
-    from rsir_cli.embedding import resolve_device
+    from rsir_cli.devices import resolve_device
 
     device = resolve_device(device)
     stored = str(database.attrs.get("precision") or "fp32")

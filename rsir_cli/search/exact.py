@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from rsir_cli.devices import resolve_device
 from rsir_cli.errors import UsageError
 from rsir_cli.progress import NULL_PROGRESS, Progress
 from rsir_cli.search.base import DISTANCES, SearchResult
@@ -62,22 +63,6 @@ _FEW_QUERIES = 64
 _CPU_TILE_ELEMENTS = 1 << 23
 # CUDA: elements of one distance tile (queries x database rows); 2**27 keeps a tile near 2 GB.
 _CUDA_TILE_ELEMENTS = 1 << 27
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; a requested CUDA device must exist."""
-    device = (device or "cpu").strip().lower()
-    if device == "cpu":
-        return device
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: no CUDA device is available here (use --device cpu)")
-        return device
-    raise UsageError(f"--device must be auto, cpu, cuda or cuda:N, not {device!r}")
 
 
 class ExactIndex:
