@@ -19,6 +19,11 @@ from rsir_cli.store import EmbeddingStore
 from tests.cli import assert_one_line_error, run
 
 
+def fake_embed(data_dir: Path) -> list[object]:
+    """The start of `rsir embed` with the fake encoder on a BigEarthNet tree."""
+    return ["embed", "-m", "fake", "-d", "bigearthnet", "--data-dir", data_dir]
+
+
 def test_embed_fake_model_writes_both_splits_with_labels_and_footprints(
     tmp_path: Path, ben_root: Path, fake_encoder: str
 ) -> None:
@@ -83,13 +88,7 @@ def test_embed_matches_a_direct_encoder_call(tmp_path: Path, ben_root: Path, fak
     store = tmp_path / "store"
     assert (
         run(
-            "embed",
-            "-m",
-            fake_encoder,
-            "-d",
-            "bigearthnet",
-            "--data-dir",
-            ben_root,
+            *fake_embed(ben_root),
             "--store",
             store,
             "--random-weights",
@@ -156,13 +155,7 @@ def test_killed_and_resumed_embed_equals_an_uninterrupted_run(
 def test_sharded_embedding_joins_to_the_unsharded_result(tmp_path: Path, ben_root: Path, fake_encoder: str) -> None:
     whole, sharded = tmp_path / "whole", tmp_path / "sharded"
     base = [
-        "embed",
-        "-m",
-        fake_encoder,
-        "-d",
-        "bigearthnet",
-        "--data-dir",
-        ben_root,
+        *fake_embed(ben_root),
         "--random-weights",
         "--split",
         "test",
@@ -202,13 +195,7 @@ def test_missing_band_file_stops_with_the_file_name_and_keeps_earlier_rows(
     (ben_root / "BigEarthNet-v1.0" / names[5] / f"{names[5]}_B11.tif").unlink()
     store = tmp_path / "store"
     args = [
-        "embed",
-        "-m",
-        fake_encoder,
-        "-d",
-        "bigearthnet",
-        "--data-dir",
-        ben_root,
+        *fake_embed(ben_root),
         "--store",
         store,
         "--random-weights",
@@ -228,13 +215,7 @@ def test_corrupt_geotiff(tmp_path: Path, ben_root: Path, fake_encoder: str) -> N
     name = (ben_root / "splits" / "val.csv").read_text().split(",")[0]
     (ben_root / "BigEarthNet-v1.0" / name / f"{name}_B04.tif").write_bytes(b"II*\x00\x08\x00\x00\x00broken")
     result = run(
-        "embed",
-        "-m",
-        fake_encoder,
-        "-d",
-        "bigearthnet",
-        "--data-dir",
-        ben_root,
+        *fake_embed(ben_root),
         "--store",
         tmp_path / "s",
         "--random-weights",
@@ -276,13 +257,7 @@ def test_checkpoint_with_wrong_shapes(tmp_path: Path, ben_root: Path) -> None:
 def test_incompatible_store_schema(tmp_path: Path, ben_root: Path, fake_encoder: str) -> None:
     store = tmp_path / "store"
     args = [
-        "embed",
-        "-m",
-        fake_encoder,
-        "-d",
-        "bigearthnet",
-        "--data-dir",
-        ben_root,
+        *fake_embed(ben_root),
         "--store",
         store,
         "--random-weights",
@@ -304,13 +279,7 @@ def test_incompatible_store_schema(tmp_path: Path, ben_root: Path, fake_encoder:
 def test_cpu_bf16_autocast_runs_and_is_recorded(tmp_path: Path, ben_root: Path, fake_encoder: str) -> None:
     store = tmp_path / "store"
     result = run(
-        "embed",
-        "-m",
-        fake_encoder,
-        "-d",
-        "bigearthnet",
-        "--data-dir",
-        ben_root,
+        *fake_embed(ben_root),
         "--store",
         store,
         "--random-weights",
@@ -325,13 +294,7 @@ def test_cpu_bf16_autocast_runs_and_is_recorded(tmp_path: Path, ben_root: Path, 
     assert EmbeddingStore(store).attrs("fake", "bigearthnet", "val")["precision"] == "bf16"
     assert_one_line_error(
         run(
-            "embed",
-            "-m",
-            fake_encoder,
-            "-d",
-            "bigearthnet",
-            "--data-dir",
-            ben_root,
+            *fake_embed(ben_root),
             "--store",
             store,
             "--random-weights",
@@ -350,13 +313,7 @@ def test_cuda_embedding_equals_cpu(tmp_path: Path, ben_root: Path, fake_encoder:
     if not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     base = [
-        "embed",
-        "-m",
-        fake_encoder,
-        "-d",
-        "bigearthnet",
-        "--data-dir",
-        ben_root,
+        *fake_embed(ben_root),
         "--random-weights",
         "--split",
         "test",
