@@ -67,30 +67,15 @@ def _load(module: nn.Module, checkpoint: object, source: str) -> None:
 
 
 register_architecture("fake", FakeEncoder, _load)
-register_model_config(
-    ModelConfig(
-        name="fake",
-        description="TEST ONLY: deterministic projection of band statistics",
-        architecture="fake",
-        bands=("B02", "B03", "B04", "B8A", "B11", "B12"),
-        mean=PRITHVI_MEAN,
-        std=PRITHVI_STD,
-        input_size=32,
-        pooling="mean_patch",
-        embed_dim=64,
-    )
+FAKE = ModelConfig(
+    name="fake",
+    description="TEST ONLY: deterministic projection of band statistics",
+    architecture="fake",
+    bands=("B02", "B03", "B04", "B8A", "B11", "B12"),
+    mean=PRITHVI_MEAN,
+    std=PRITHVI_STD,
+    input_size=32,
+    pooling="mean_patch",
+    embed_dim=64,
 )
-register_model_config(
-    ModelConfig(
-        name="fake-rgb",
-        description="TEST ONLY: the fake encoder fed blue, green, red (infrared at the mean)",
-        architecture="fake",
-        bands=("B02", "B03", "B04", "B8A", "B11", "B12"),
-        mean=PRITHVI_MEAN,
-        std=PRITHVI_STD,
-        fill_bands=("B8A", "B11", "B12"),
-        input_size=32,
-        pooling="mean_patch",
-        embed_dim=64,
-    )
-)
+register_model_config(FAKE)
