@@ -28,7 +28,7 @@ import datetime as _dt
 import json
 import logging
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,10 +104,6 @@ class Footprints:
 
     def __len__(self) -> int:
         return len(self.crs)
-
-    def take(self, index: np.ndarray | Sequence[int]) -> Footprints:
-        index = np.asarray(index, dtype=np.int64)
-        return Footprints([self.crs[i] for i in index], self.bounds[index], self.lonlat[index])
 
 
 @dataclass
@@ -673,11 +669,6 @@ class EmbeddingStore:
                     hasher = {k: v[...] for k, v in entry["hasher"].items()}
                     hasher_attrs = _decode_attrs(entry["hasher"].attrs)
         return Codes(name, np.concatenate(parts), attrs, hasher, hasher_attrs)
-
-    def iter_splits(self, model: str | None = None, dataset: str | None = None) -> Iterator[tuple[str, str, str]]:
-        for entry in self.entries():
-            if (model is None or entry[0] == model) and (dataset is None or entry[1] == dataset):
-                yield entry
 
 
 def _normalise(value: Any) -> Any:
