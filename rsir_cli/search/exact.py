@@ -16,14 +16,21 @@ ranked by the float32 ``-cos``); ``dot`` (``-<q, x>``).
 
 How it runs:
 
-- CPU, ``hamming``: faiss-cpu's ``IndexBinaryFlat`` (popcount with a per-query heap that scans the
-  database in row order and keeps the lower row among equal distances); that its order is exactly
-  (distance, row) is checked against a brute force with many ties in the tests.
-- CPU, floats: tiles of a query block against the database (BLAS matrix products for l2, cosine
-  and dot; faiss's L1 kernel for l1), each merged into a running top-k: only the entries strictly
-  below a query's current k-th distance are merged (after the first tile, very few), as int64
-  keys ``(order-preserving integer image of the float32 distance) << 32 | row``, so that one
-  integer comparison is the (distance, row) comparison.
+- CPU, ``hamming``: batches of queries run the fused kernels of :mod:`rsir_cli.search.kernels`
+  (numba: popcounts and a counting selection in one pass, blocks of queries sharing each
+  cache-sized tile of codes, one thread per CPU); fewer than ``_KERNEL_MIN_QUERIES`` queries use
+  faiss-cpu's ``IndexBinaryFlat`` (no compilation). Both scan rows in order and keep the lower row
+  among equal distances; the tests check both against a brute force with many ties.
+- CPU, ``l1``: the kernels too. The distance is the float64 sum of ``|q - x|`` (fixed 8-way
+  partial sums) rounded to float32, ranked as float32. Batches of queries find their rows through
+  a uint8 quantisation of the vectors with exact triangle-inequality bounds (no row of the true
+  top-k can be pruned; see the kernels module); a few queries compute every row's distance.
+  Vectors with NaN or infinity fall back to faiss's float32 L1 tiles.
+- CPU, l2, cosine and dot: tiles of a query block against the database (BLAS matrix products),
+  each merged into a running top-k: only the entries strictly below a query's current k-th
+  distance are merged (after the first tile, very few), as int64 keys ``(order-preserving
+  integer image of the float32 distance) << 32 | row``, so that one integer comparison is the
+  (distance, row) comparison.
 - CUDA (torch): the same keys over whole-database tiles, the tile's top k by ``torch.topk`` and a
   merge. Hamming is a +-1 matrix product in fp16 for codes of up to 2048 bits (exact: every
   partial sum is an integer of magnitude <= 2048; longer codes use fp32), ranked by int32 keys
@@ -59,6 +66,10 @@ _CPU_TILE = {"l1": 1024, "l2": 8192, "cosine": 8192, "dot": 8192}
 _CPU_HAMMING_BLOCK = 8192
 # Fewer queries than this run on one thread (see _faiss_hamming).
 _FEW_QUERIES = 64
+# CPU: at least this many hamming queries run the numba kernels (fewer: faiss, nothing to compile).
+_KERNEL_MIN_QUERIES = 64
+# CPU l1: at least this many queries go through the quantised bounds (fewer: every row's distance).
+_L1_QUANTISE_MIN_QUERIES = 256
 # CPU float tiles hold at most this many distances: few queries scan long tiles (less overhead).
 _CPU_TILE_ELEMENTS = 1 << 23
 # CUDA: elements of one distance tile (queries x database rows); 2**27 keeps a tile near 2 GB.
@@ -90,6 +101,9 @@ class ExactIndex:
         # the unit rows for cosine, the squared norms for l2.
         self._prepared: np.ndarray | None = None
         self._norms: np.ndarray | None = None
+        self._kernel_codes: np.ndarray | None = None  # hamming: codes in the kernels' layout
+        self._l1_quantised: tuple[Any, Any] | None = None  # l1: the quantiser and database codes
+        self._finite: bool | None = None
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._parts)
@@ -101,6 +115,7 @@ class ExactIndex:
             raise UsageError(f"the exact engine holds at most {_ROW_MASK:,} database rows")
         self._parts.append(vectors)
         self._database = self._prepared = self._norms = None
+        self._kernel_codes = self._l1_quantised = self._finite = None
 
     def search(self, queries: np.ndarray, k: int, progress: Progress = NULL_PROGRESS) -> SearchResult:
         """The ``k`` nearest database rows of every query, ordered by (distance, row).
@@ -122,7 +137,25 @@ class ExactIndex:
         task = progress.task(f"search {self.distance} ({self.device})", total=n_queries, unit="queries")
         try:
             if self.distance == "hamming" and self.device == "cpu":
-                found_i, found_d = _faiss_hamming(database, queries, k_eff, self.block_size, task)
+                if n_queries >= _KERNEL_MIN_QUERIES:
+                    from rsir_cli.search import kernels
+
+                    if self._kernel_codes is None:
+                        self._kernel_codes = kernels.prepare_codes(database)
+                    found_i, found_d = kernels.hamming_topk(self._kernel_codes, queries, k_eff, task.advance)
+                    found_d = found_d.astype(np.float64)
+                else:
+                    found_i, found_d = _faiss_hamming(database, queries, k_eff, self.block_size, task)
+            elif self.distance == "l1" and self.device == "cpu" and self._all_finite(queries):
+                from rsir_cli.search import kernels
+
+                quantised = None
+                if n_queries >= _L1_QUANTISE_MIN_QUERIES:
+                    if self._l1_quantised is None:
+                        quantiser = kernels.L1Quantiser(database)
+                        self._l1_quantised = (quantiser, quantiser.quantise(database))
+                    quantised = self._l1_quantised
+                found_i, found_d, _ = kernels.l1_topk(database, queries, k_eff, quantised, task.advance)
             elif self.device == "cpu":
                 found_i, found_d = _cpu_float_search(
                     self._prepared_database(), queries, k_eff, self.distance, self.block_size, task, self._norms
@@ -156,6 +189,11 @@ class ExactIndex:
             unit = "bytes per code" if self.distance == "hamming" else "dimensions"
             raise UsageError(f"the {what} have {width} {unit}, the database has {self._width}")
         return np.ascontiguousarray(vectors)
+
+    def _all_finite(self, queries: np.ndarray) -> bool:
+        if self._finite is None:
+            self._finite = bool(np.isfinite(self._joined()).all())
+        return self._finite and bool(np.isfinite(queries).all())
 
     def _prepared_database(self) -> np.ndarray:
         """The database as the CPU float search reads it (unit rows for cosine), and l2 norms."""
