@@ -529,23 +529,44 @@ _sad = _pair_intrinsic("sad", _AVX2, 1)
 _sad4 = _pair_intrinsic("sad", _AVX2, 4)
 
 
+@intrinsic
+def _l1_lanes(typingctx, a, ia, b, ib, groups):  # type: ignore[no-untyped-def]
+    """Eight float64 partial sums of |a[ia + t] - b[ib + t]| over t < 8 * groups (float32
+    arrays): lane u sums the elements t = u (mod 8), in order. Plain IEEE vector arithmetic per
+    lane (no reassociation), so every CPU computes the same bits."""
+    sig = types.UniTuple(types.float64, 8)(a, ia, b, ib, groups)
+
+    def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
+        i64 = ir.IntType(64)
+        vf = ir.VectorType(ir.FloatType(), 8)
+        vd = ir.VectorType(ir.DoubleType(), 8)
+        first = context.make_array(signature.args[0])(context, builder, args[0])
+        second = context.make_array(signature.args[2])(context, builder, args[2])
+        pa = builder.gep(first.data, [args[1]])
+        pb = builder.gep(second.data, [args[3]])
+        fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vd, [vd]), "llvm.fabs.v8f64")
+        acc = cgutils.alloca_once_value(builder, ir.Constant(vd, [0.0] * 8))
+        with cgutils.for_range(builder, args[4]) as loop:
+            offset = builder.mul(loop.index, ir.Constant(i64, 8))
+            va = builder.load(builder.bitcast(builder.gep(pa, [offset]), vf.as_pointer()), align=4)
+            vb = builder.load(builder.bitcast(builder.gep(pb, [offset]), vf.as_pointer()), align=4)
+            diff = builder.fsub(builder.fpext(va, vd), builder.fpext(vb, vd))
+            builder.store(builder.fadd(builder.load(acc), builder.call(fabs, [diff])), acc)
+        total = builder.load(acc)
+        lanes = [builder.extract_element(total, ir.Constant(ir.IntType(32), u)) for u in range(8)]
+        return context.make_tuple(builder, signature.return_type, lanes)
+
+    return sig, codegen
+
+
 @njit(nogil=True, boundscheck=False, cache=True)
-def _exact_l1(a, b):  # type: ignore[no-untyped-def]
-    """sum |a - b| in float64 over 8 fixed partial sums, so every build gives the same bits."""
-    dim = a.shape[0]
-    p0 = p1 = p2 = p3 = p4 = p5 = p6 = p7 = 0.0
-    full = dim - dim % 8
-    for t in range(0, full, 8):
-        p0 += abs(np.float64(a[t]) - np.float64(b[t]))
-        p1 += abs(np.float64(a[t + 1]) - np.float64(b[t + 1]))
-        p2 += abs(np.float64(a[t + 2]) - np.float64(b[t + 2]))
-        p3 += abs(np.float64(a[t + 3]) - np.float64(b[t + 3]))
-        p4 += abs(np.float64(a[t + 4]) - np.float64(b[t + 4]))
-        p5 += abs(np.float64(a[t + 5]) - np.float64(b[t + 5]))
-        p6 += abs(np.float64(a[t + 6]) - np.float64(b[t + 6]))
-        p7 += abs(np.float64(a[t + 7]) - np.float64(b[t + 7]))
-    for t in range(full, dim):
-        p0 += abs(np.float64(a[t]) - np.float64(b[t]))
+def _exact_l1(a, ia, b, ib, dim):  # type: ignore[no-untyped-def]
+    """The engine's L1: sum |a - b| over ``dim`` float32 elements from offsets ``ia`` and ``ib``,
+    in float64 over 8 interleaved partial sums (the tail after the last group of 8 into the
+    first), combined as ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))."""
+    p0, p1, p2, p3, p4, p5, p6, p7 = _l1_lanes(a, ia, b, ib, dim // 8)
+    for t in range(dim - dim % 8, dim):
+        p0 += abs(np.float64(a[ia + t]) - np.float64(b[ib + t]))
     return ((p0 + p1) + (p2 + p3)) + ((p4 + p5) + (p6 + p7))
 
 
@@ -609,8 +630,11 @@ def _l1_blocks(
     codes, errors, database, qcodes, qerrors, queries, step, k, tile, query_block, out_rows, out_dist, counts
 ):  # type: ignore[no-untyped-def]
     n, width = codes.shape
+    dim = database.shape[1]
     flat = codes.reshape(-1)
     qflat = qcodes.reshape(-1)
+    database_flat = database.reshape(-1)
+    queries_flat = queries.reshape(-1)
     n_queries = queries.shape[0]
     row_slack = errors * (1.0 + _REL_SLACK)
     for block in range((n_queries + query_block - 1) // query_block):
@@ -663,13 +687,12 @@ def _l1_blocks(
                         _l1_admit(i, row, approx - margin, approx + margin, heap, limit, cand_rows, cand_low, used)
         for i in range(m):
             threshold = heap[i, 0] * (1.0 + _REL_SLACK)
-            query = queries[q0 + i]
             keys = np.empty(used[i], dtype=np.int64)
             kept = 0
             for slot in range(used[i]):
                 if cand_low[i, slot] <= threshold:
                     row = cand_rows[i, slot]
-                    value = np.float32(_exact_l1(query, database[row]))
+                    value = np.float32(_exact_l1(queries_flat, (q0 + i) * dim, database_flat, row * dim, dim))
                     # distances are >= 0: the float32 bit pattern orders them (+0.0 is all zeros)
                     keys[kept] = (np.int64(_float32_bits(value)) << 32) | row
                     kept += 1
@@ -681,19 +704,41 @@ def _l1_blocks(
 
 
 @njit(nogil=True, boundscheck=False, cache=True)
-def _l1_direct(database, queries, k, out_rows, out_dist):  # type: ignore[no-untyped-def]
-    """Every row's exact distance (no quantisation): the path for a few queries."""
+def _l1_keys(database, query, first, stop, keys):  # type: ignore[no-untyped-def]
+    """keys[r] = (float32 bits of the exact L1 distance) << 32 | r for first <= r < stop."""
+    dim = database.shape[1]
+    flat = database.reshape(-1)
+    for row in range(first, stop):
+        value = np.float32(_exact_l1(query, 0, flat, row * dim, dim))
+        keys[row] = (np.int64(_float32_bits(value)) << 32) | row
+
+
+def _l1_direct(
+    database: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    out_rows: np.ndarray,
+    out_dist: np.ndarray,
+    advance: Callable[[int], None] | None,
+    threads: int | None,
+) -> None:
+    """Every row's exact distance (no quantisation), the database split among the threads: the
+    path for a few queries."""
     n = database.shape[0]
+    threads = max(1, threads or cpu_threads())
+    span = -(-n // threads)
     keys = np.empty(n, dtype=np.int64)
-    for q in range(queries.shape[0]):
-        query = queries[q]
-        for row in range(n):
-            value = np.float32(_exact_l1(query, database[row]))
-            keys[row] = (np.int64(_float32_bits(value)) << 32) | row
-        best = np.sort(np.partition(keys, k - 1)[:k]) if k < n else np.sort(keys)
-        for slot in range(k):
-            out_rows[q, slot] = best[slot] & 0xFFFFFFFF
-            out_dist[q, slot] = np.float64(_bits_float32(np.int32(best[slot] >> 32)))
+    with ThreadPoolExecutor(threads) as pool:
+        for q in range(queries.shape[0]):
+            query = np.ascontiguousarray(queries[q])
+            spans = [(start, min(n, start + span)) for start in range(0, n, span)]
+            for future in [pool.submit(_l1_keys, database, query, start, stop, keys) for start, stop in spans]:
+                future.result()
+            best = np.sort(np.partition(keys, k - 1)[:k]) if k < n else np.sort(keys)
+            out_rows[q] = best & 0xFFFFFFFF
+            out_dist[q] = (best >> 32).astype(np.int32).view(np.float32)
+            if advance is not None:
+                advance(1)
 
 
 def l1_topk(
@@ -717,31 +762,28 @@ def l1_topk(
     out_dist = np.empty((n_queries, k), dtype=np.float64)
     counts = np.full(n_queries, database.shape[0], dtype=np.int64)
     if quantised is None:
+        _l1_direct(database, queries, k, out_rows, out_dist, advance, threads)
+        return out_rows, out_dist, counts
+    quantiser, codes = quantised
+    query_codes = quantiser.quantise(queries)
+    tile = max(64, _TILE_BYTES // quantiser.width)
 
-        def run(start: int, stop: int, block: int) -> None:
-            _l1_direct(database, queries[start:stop], k, out_rows[start:stop], out_dist[start:stop])
-
-    else:
-        quantiser, codes = quantised
-        query_codes = quantiser.quantise(queries)
-        tile = max(64, _TILE_BYTES // quantiser.width)
-
-        def run(start: int, stop: int, block: int) -> None:
-            _l1_blocks(
-                codes.codes,
-                codes.errors,
-                database,
-                query_codes.codes[start:stop],
-                query_codes.errors[start:stop],
-                queries[start:stop],
-                quantiser.step,
-                k,
-                tile,
-                block,
-                out_rows[start:stop],
-                out_dist[start:stop],
-                counts[start:stop],
-            )
+    def run(start: int, stop: int, block: int) -> None:
+        _l1_blocks(
+            codes.codes,
+            codes.errors,
+            database,
+            query_codes.codes[start:stop],
+            query_codes.errors[start:stop],
+            queries[start:stop],
+            quantiser.step,
+            k,
+            tile,
+            block,
+            out_rows[start:stop],
+            out_dist[start:stop],
+            counts[start:stop],
+        )
 
     _in_threads(run, n_queries, advance, threads)
     return out_rows, out_dist, counts
