@@ -167,7 +167,7 @@ def _pair_intrinsic(kind: str, use_avx2: bool, lanes: int):  # type: ignore[no-u
 
 
 _ham = _pair_intrinsic("hamming", _AVX2, 1)
-_ham4 = _pair_intrinsic("hamming", _AVX2, 4)
+_ham8 = _pair_intrinsic("hamming", _AVX2, 8)
 
 
 # ------------------------------------------------------------------------------------- hamming
@@ -334,7 +334,7 @@ def _admit_at(i, row, d, k, hist, buf_rows, buf_dist, limit, below, used):  # ty
 
 @njit(nogil=True, boundscheck=False, cache=True)
 def _hamming_vector_blocks(codes, qcodes, k, tile, query_block, out_rows, out_dist):  # type: ignore[no-untyped-def]
-    """Codes of 32-byte chunks: four queries per pass over a tile, each row's bytes loaded once,
+    """Codes of 32-byte chunks: eight queries per pass over a tile, each row's bytes loaded once,
     popcounts as vectors (:func:`_pair_intrinsic`)."""
     n, width = codes.shape
     bits = 8 * width
@@ -351,14 +351,23 @@ def _hamming_vector_blocks(codes, qcodes, k, tile, query_block, out_rows, out_di
         used = np.zeros(m, dtype=np.int64)
         buf_rows = np.empty((m, cap), dtype=np.int64)
         buf_dist = np.empty((m, cap), dtype=np.int64)
-        groups = m - m % 4
+        groups = m - m % 8
         for first in range(0, n, tile):
             stop = min(n, first + tile)
-            for g in range(0, groups, 4):
+            for g in range(0, groups, 8):
                 base = (q0 + g) * width
-                t0, t1, t2, t3 = limit[g], limit[g + 1], limit[g + 2], limit[g + 3]
+                t0, t1, t2, t3, t4, t5, t6, t7 = (
+                    limit[g],
+                    limit[g + 1],
+                    limit[g + 2],
+                    limit[g + 3],
+                    limit[g + 4],
+                    limit[g + 5],
+                    limit[g + 6],
+                    limit[g + 7],
+                )
                 for row in range(first, stop):
-                    d0, d1, d2, d3 = _ham4(qflat, base, flat, row * width, width)
+                    d0, d1, d2, d3, d4, d5, d6, d7 = _ham8(qflat, base, flat, row * width, width)
                     if d0 < t0:
                         _admit_at(g, row, d0, k, hist, buf_rows, buf_dist, limit, below, used)
                         t0 = limit[g]
@@ -371,6 +380,18 @@ def _hamming_vector_blocks(codes, qcodes, k, tile, query_block, out_rows, out_di
                     if d3 < t3:
                         _admit_at(g + 3, row, d3, k, hist, buf_rows, buf_dist, limit, below, used)
                         t3 = limit[g + 3]
+                    if d4 < t4:
+                        _admit_at(g + 4, row, d4, k, hist, buf_rows, buf_dist, limit, below, used)
+                        t4 = limit[g + 4]
+                    if d5 < t5:
+                        _admit_at(g + 5, row, d5, k, hist, buf_rows, buf_dist, limit, below, used)
+                        t5 = limit[g + 5]
+                    if d6 < t6:
+                        _admit_at(g + 6, row, d6, k, hist, buf_rows, buf_dist, limit, below, used)
+                        t6 = limit[g + 6]
+                    if d7 < t7:
+                        _admit_at(g + 7, row, d7, k, hist, buf_rows, buf_dist, limit, below, used)
+                        t7 = limit[g + 7]
             for i in range(groups, m):
                 base = (q0 + i) * width
                 t0 = limit[i]
