@@ -90,17 +90,17 @@ def _bits_float32(typingctx, value):  # type: ignore[no-untyped-def]
 
 
 def _pair_intrinsic(kind: str, use_avx2: bool, lanes: int):  # type: ignore[no-untyped-def]
-    """``f(a, ia, b, ib, nbytes)``: for j < lanes, the distance between bytes a[ia + j * nbytes + t]
-    and b[ib + t], t < nbytes (uint8 arrays, nbytes a multiple of 32): one database row against
+    """``f(a, ia, b, ib, nbytes, stride)``: for j < lanes, the distance between bytes
+    a[ia + j * stride + t] and b[ib + t], t < nbytes (uint8 arrays, nbytes a multiple of 32): one database row against
     ``lanes`` consecutive query rows, the row's bytes loaded once, as an LLVM loop over 32-byte
     vectors. ``kind`` ``sad``: sum of absolute byte differences (``psadbw`` on x86 with AVX2);
     ``hamming``: set bits of the XOR (bytes of ``ctpop``, summed at the end; at most 31 chunks).
     Returns an int64 (one lane) or a tuple of int64."""
 
     @intrinsic
-    def sad(typingctx, a, ia, b, ib, nbytes):  # type: ignore[no-untyped-def]
+    def sad(typingctx, a, ia, b, ib, nbytes, stride):  # type: ignore[no-untyped-def]
         result = types.int64 if lanes == 1 else types.UniTuple(types.int64, lanes)
-        sig = result(a, ia, b, ib, nbytes)
+        sig = result(a, ia, b, ib, nbytes, stride)
 
         def codegen(context, builder, signature, args):  # type: ignore[no-untyped-def]
             i1, i8, i32, i64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
@@ -109,8 +109,8 @@ def _pair_intrinsic(kind: str, use_avx2: bool, lanes: int):  # type: ignore[no-u
             rows = context.make_array(signature.args[2])(context, builder, args[2])
             pa = builder.gep(queries.data, [args[1]])
             pb = builder.gep(rows.data, [args[3]])
-            width = args[4]
-            chunks = builder.sdiv(width, ir.Constant(i64, CHUNK))
+            chunks = builder.sdiv(args[4], ir.Constant(i64, CHUNK))
+            width = args[5]
             module = builder.module
             if kind == "hamming":
                 vec16 = ir.VectorType(ir.IntType(16), CHUNK)
@@ -352,8 +352,17 @@ def _hamming_vector_blocks(codes, qcodes, k, tile, query_block, out_rows, out_di
         buf_rows = np.empty((m, cap), dtype=np.int64)
         buf_dist = np.empty((m, cap), dtype=np.int64)
         groups = m - m % 8
+        # Codes of three or more chunks: all but the last chunk first; the last only for rows where
+        # some query's partial distance is still below its limit.
+        # Adaptive: a tile splits only while the last split tile needed fewer than half its tails
+        # (structured data, once the limits have settled), re-checked every 8th tile.
+        head = width - CHUNK if width >= 3 * CHUNK else width
+        tail_rate = 0.0
         for first in range(0, n, tile):
             stop = min(n, first + tile)
+            split = head < width and (tail_rate < 0.5 or (first // tile) % 8 == 0)
+            part = head if split else width
+            tails = 0
             for g in range(0, groups, 8):
                 base = (q0 + g) * width
                 t0, t1, t2, t3, t4, t5, t6, t7 = (
@@ -367,7 +376,24 @@ def _hamming_vector_blocks(codes, qcodes, k, tile, query_block, out_rows, out_di
                     limit[g + 7],
                 )
                 for row in range(first, stop):
-                    d0, d1, d2, d3, d4, d5, d6, d7 = _ham8(qflat, base, flat, row * width, width)
+                    at = row * width
+                    d0, d1, d2, d3, d4, d5, d6, d7 = _ham8(qflat, base, flat, at, part, width)
+                    if (
+                        d0 >= t0
+                        and d1 >= t1
+                        and d2 >= t2
+                        and d3 >= t3
+                        and d4 >= t4
+                        and d5 >= t5
+                        and d6 >= t6
+                        and d7 >= t7
+                    ):
+                        continue  # a partial distance never exceeds the full one: no lane admits
+                    if split:
+                        tails += 1
+                        e0, e1, e2, e3, e4, e5, e6, e7 = _ham8(qflat, base + part, flat, at + part, width - part, width)
+                        d0, d1, d2, d3 = d0 + e0, d1 + e1, d2 + e2, d3 + e3
+                        d4, d5, d6, d7 = d4 + e4, d5 + e5, d6 + e6, d7 + e7
                     if d0 < t0:
                         _admit_at(g, row, d0, k, hist, buf_rows, buf_dist, limit, below, used)
                         t0 = limit[g]
@@ -392,11 +418,13 @@ def _hamming_vector_blocks(codes, qcodes, k, tile, query_block, out_rows, out_di
                     if d7 < t7:
                         _admit_at(g + 7, row, d7, k, hist, buf_rows, buf_dist, limit, below, used)
                         t7 = limit[g + 7]
+            if split and groups > 0:
+                tail_rate = tails / ((stop - first) * (groups // 8))
             for i in range(groups, m):
                 base = (q0 + i) * width
                 t0 = limit[i]
                 for row in range(first, stop):
-                    d0 = _ham(qflat, base, flat, row * width, width)
+                    d0 = _ham(qflat, base, flat, row * width, width, width)
                     if d0 < t0:
                         _admit_at(i, row, d0, k, hist, buf_rows, buf_dist, limit, below, used)
                         t0 = limit[i]
@@ -677,7 +705,7 @@ def _l1_blocks(
                 e0, e1, e2, e3 = slack[g], slack[g + 1], slack[g + 2], slack[g + 3]
                 t0, t1, t2, t3 = limit[g], limit[g + 1], limit[g + 2], limit[g + 3]
                 for row in range(first, stop):
-                    s0, s1, s2, s3 = _sad4(qflat, base, flat, row * width, width)
+                    s0, s1, s2, s3 = _sad4(qflat, base, flat, row * width, width, width)
                     error = row_slack[row]
                     approx = step * s0
                     margin = e0 + error + approx * _REL_SLACK
@@ -702,7 +730,7 @@ def _l1_blocks(
             for i in range(groups, m):
                 base = (q0 + i) * width
                 for row in range(first, stop):
-                    approx = step * _sad(qflat, base, flat, row * width, width)
+                    approx = step * _sad(qflat, base, flat, row * width, width, width)
                     margin = slack[i] + row_slack[row] + approx * _REL_SLACK
                     if approx - margin <= limit[i]:
                         _l1_admit(i, row, approx - margin, approx + margin, heap, limit, cand_rows, cand_low, used)
