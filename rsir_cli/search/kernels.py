@@ -7,19 +7,28 @@ float loop without a quantised form. Here each query's scan computes a distance 
 top-k in the same pass (a counting selection for Hamming; a bounded candidate set for L1), compiled
 for the host CPU by numba's LLVM, with the x86 ``psadbw`` instruction for byte-wise L1.
 
-- :func:`hamming_topk`: packed codes as uint64 words, ``popcount(q ^ x)`` per word. The running
-  selection keeps a histogram of the admitted distances and admits a row only if its distance is
-  *strictly* below the current k-th one: rows arrive in increasing order, so a later row that ties
-  the k-th distance loses (the lower row wins), which is the engine's tie rule.
+- :func:`hamming_topk`: ``popcount(q ^ x)``; codes of up to 32 bits as one uint32 word per row (a
+  loop LLVM vectorises), 32-992 bytes as 32-byte vectors (LLVM's vector popcount, eight queries
+  per load of a database row; for three or more chunks, a row is skipped when no query's partial
+  distance over all but the last chunk is below its limit, adaptively per tile), other sizes as
+  uint64 words. The running selection keeps a histogram of the admitted distances and admits a
+  row only if its distance is *strictly* below the current k-th one: rows arrive in increasing
+  order, so a later row that ties the k-th distance loses (the lower row wins), which is the
+  engine's tie rule.
 - :func:`l1_topk`: float32 vectors, exact float L1, found through a uint8 quantisation
   ``x ~ lo + s * c`` (one step ``s`` for all dimensions, per-dimension offsets ``lo``). For the
   quantised vectors, L1 is ``s * SAD(c_q, c_x)``, computed 32 bytes per instruction; the triangle
   inequality bounds the true distance by ``s * SAD -/+ (e_q + e_x)``, where ``e`` is a vector's own
   L1 quantisation error (computed exactly). Every row whose lower bound does not exceed the k-th
-  smallest upper bound is a candidate; the candidates' exact distances (float64 sums over fixed
-  8-way partial sums, rounded to float32 and ranked as float32, like the rest of the engine) give
-  the top-k. No row of the true top-k can be pruned, so the result is exact; a loose quantisation
-  only makes the candidate set (and the run) larger.
+  smallest upper bound is a candidate; the candidates' exact distances (:func:`_exact_l1`: float64
+  sums over 8 interleaved partial sums, rounded to float32 and ranked as float32, like the rest of
+  the engine) give the top-k. No row of the true top-k can be pruned, so the result is exact; a
+  loose quantisation only makes the candidate set (and the run) larger. A few queries skip the
+  quantisation and compute every row's distance, the database split among the threads.
+
+Queries are processed in blocks of up to 128 that share each L2-sized tile of the database (so it
+streams from memory once per block), one block span per Python thread (the kernels release the
+GIL). The kernels compile on first use (seconds) and are cached on disk by numba.
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from numba import config, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-# Bytes per SIMD chunk of the L1 codes (one AVX2 register); codes are zero-padded to a multiple.
+# Bytes per SIMD chunk (one AVX2 register); vector-layout codes are zero-padded to a multiple.
 CHUNK = 32
 # Relative slack on the L1 bounds: float64 rounding of the sums and the float32 ranking are far
 # below it (float32 rounds by at most 2**-24 relative).
