@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # The GPU checks and measurements, as run on a lent H100/H200 machine (16 cores, no network).
 # Wheels the machine lacks travel in .whl/ (rasterio and its small dependencies, typer and
-# pydantic, faiss-cpu); see README "GPU".
+# pydantic, faiss-cpu); fetch them for the machine's Python (3.12) with
+#   pip download --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
+#       -d .whl rasterio typer pydantic faiss-cpu
+# numba's llvmlite wheel (60 MB) does not fit the 64 MiB that travels with a run: there the CPU
+# side of the GPU tests takes the engine's faiss fallback (exact too; one warning).
 #   benchmarks/gpu_check.sh OUTDIR [--full]
 set -uo pipefail
 out=${1:-${OUT:-/tmp/rsir-gpu}}

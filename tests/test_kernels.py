@@ -182,3 +182,33 @@ def test_portable_build_without_avx2_equals_brute_force(tmp_path: os.PathLike) -
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == {"avx2": False, "l1": True, "hamming": True}
+
+
+def test_without_numba_the_engine_falls_back_to_faiss(monkeypatch: pytest.MonkeyPatch, caplog) -> None:
+    """Where numba cannot be imported, CPU search still answers exactly (faiss paths), with a warning."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_kernels(name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
+        if name == "rsir_cli.search" and fromlist and "kernels" in fromlist:
+            raise ImportError("No module named 'numba'")
+        return real_import(name, globals, locals, fromlist, level)
+
+    monkeypatch.setattr(exact, "_KERNELS", [])
+    monkeypatch.setattr(builtins, "__import__", no_kernels)
+    monkeypatch.setattr(exact, "_L1_QUANTISE_MIN_QUERIES", 1)
+    rng = np.random.default_rng(12)
+    database = rng.integers(-2, 3, (800, 6)).astype(np.float32)
+    queries = rng.integers(-2, 3, (90, 6)).astype(np.float32)
+    with caplog.at_level("WARNING", logger="rsir_cli.search.exact"):
+        result = exact.exact_search(database, queries, 25, "l1")
+        codes = tie_heavy_codes(800, 12, rng)
+        hamming = exact.exact_search(codes, codes[:90], 25, "hamming")
+    expected = brute_force(reference_distances("l1", queries, database), 25)
+    np.testing.assert_array_equal(result.indices, expected[0])
+    np.testing.assert_array_equal(result.distances, expected[1])
+    np.testing.assert_array_equal(
+        hamming.indices, brute_force(reference_distances("hamming", codes[:90], codes), 25)[0]
+    )
+    assert sum("kernels unavailable" in r.message for r in caplog.records) == 1

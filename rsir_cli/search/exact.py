@@ -25,7 +25,8 @@ How it runs:
   partial sums) rounded to float32, ranked as float32. Batches of queries find their rows through
   a uint8 quantisation of the vectors with exact triangle-inequality bounds (no row of the true
   top-k can be pruned; see the kernels module); a few queries compute every row's distance.
-  Vectors with NaN or infinity fall back to faiss's float32 L1 tiles.
+  Vectors with NaN or infinity fall back to faiss's float32 L1 tiles, as does everything where
+  numba cannot be imported (a stripped-down environment; one warning).
 - CPU, l2, cosine and dot: tiles of a query block against the database (BLAS matrix products),
   each merged into a running top-k: only the entries strictly below a query's current k-th
   distance are merged (after the first tile, very few), as int64 keys ``(order-preserving
@@ -136,19 +137,16 @@ class ExactIndex:
             return SearchResult(indices, distances)
         task = progress.task(f"search {self.distance} ({self.device})", total=n_queries, unit="queries")
         try:
+            kernels = _kernels() if self.device == "cpu" and self.distance in ("hamming", "l1") else None
             if self.distance == "hamming" and self.device == "cpu":
-                if n_queries >= _KERNEL_MIN_QUERIES:
-                    from rsir_cli.search import kernels
-
+                if n_queries >= _KERNEL_MIN_QUERIES and kernels is not None:
                     if self._kernel_codes is None:
                         self._kernel_codes = kernels.prepare_codes(database)
                     found_i, found_d = kernels.hamming_topk(self._kernel_codes, queries, k_eff, task.advance)
                     found_d = found_d.astype(np.float64)
                 else:
                     found_i, found_d = _faiss_hamming(database, queries, k_eff, self.block_size, task)
-            elif self.distance == "l1" and self.device == "cpu" and self._all_finite(queries):
-                from rsir_cli.search import kernels
-
+            elif self.distance == "l1" and kernels is not None and self._all_finite(queries):
                 quantised = None
                 if n_queries >= _L1_QUANTISE_MIN_QUERIES:
                     if self._l1_quantised is None:
@@ -213,6 +211,22 @@ class ExactIndex:
                 self._database = self._parts[0] if len(self._parts) == 1 else np.concatenate(self._parts)
                 self._parts = [self._database]
         return self._database
+
+
+_KERNELS: list[Any] = []
+
+
+def _kernels() -> Any:
+    """The numba kernels module, or None (with one warning) where numba cannot be imported: a
+    stripped-down environment; a normal install has it. The faiss paths then serve, slower."""
+    if not _KERNELS:
+        try:
+            from rsir_cli.search import kernels
+        except ImportError as error:
+            log.warning("CPU search kernels unavailable (%s): falling back to faiss, which is slower", error)
+            kernels = None
+        _KERNELS.append(kernels)
+    return _KERNELS[0]
 
 
 def exact_search(database: np.ndarray, queries: np.ndarray, k: int, distance: str, device: str = "cpu") -> SearchResult:
