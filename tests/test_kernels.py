@@ -162,6 +162,7 @@ def test_portable_build_without_avx2_equals_brute_force(tmp_path: os.PathLike) -
         from rsir_cli.search import kernels
         from tests.test_exact_search import brute_force, reference_distances
         from tests.test_kernels import l1_float32_reference
+        before = kernels.will_compile("l1"), kernels.will_compile("hamming")
         rng = np.random.default_rng(4)
         database = rng.standard_normal((800, 40)).astype(np.float32)
         queries = rng.standard_normal((30, 40)).astype(np.float32)
@@ -172,7 +173,8 @@ def test_portable_build_without_avx2_equals_brute_force(tmp_path: os.PathLike) -
         hrows, _ = kernels.hamming_topk(kernels.prepare_codes(codes), codes[:30], 12)
         hexpected = brute_force(reference_distances("hamming", codes[:30], codes), 12)
         print(json.dumps({"avx2": kernels._AVX2, "l1": bool((rows == expected[0]).all() and (dist == expected[1]).all()),
-                          "hamming": bool((hrows == hexpected[0]).all())}))
+                          "hamming": bool((hrows == hexpected[0]).all()), "compiles": before,
+                          "then": [kernels.will_compile("l1"), kernels.will_compile("hamming")]}))
         """
     )
     env = {**os.environ, "NUMBA_CPU_NAME": "generic", "NUMBA_CACHE_DIR": str(tmp_path)}
@@ -181,7 +183,13 @@ def test_portable_build_without_avx2_equals_brute_force(tmp_path: os.PathLike) -
         [sys.executable, "-c", script], env=env, cwd=root, capture_output=True, text=True, timeout=600
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == {"avx2": False, "l1": True, "hamming": True}
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "avx2": False,
+        "l1": True,
+        "hamming": True,
+        "compiles": [True, True],  # an empty cache: the progress bar says the kernels compile
+        "then": [False, False],
+    }
 
 
 def test_without_numba_the_engine_falls_back_to_faiss(monkeypatch: pytest.MonkeyPatch, caplog) -> None:

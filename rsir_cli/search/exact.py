@@ -135,9 +135,13 @@ class ExactIndex:
         k_eff = min(k, database.shape[0])
         if n_queries == 0 or k_eff == 0:
             return SearchResult(indices, distances)
-        task = progress.task(f"search {self.distance} ({self.device})", total=n_queries, unit="queries")
+        kernels = _kernels() if self.device == "cpu" and self.distance in ("hamming", "l1") else None
+        label = f"search {self.distance} ({self.device})"
+        uses_kernels = kernels is not None and (self.distance == "l1" or n_queries >= _KERNEL_MIN_QUERIES)
+        if uses_kernels and kernels.will_compile(self.distance):
+            label += ", compiling the CPU kernels (first use only)"
+        task = progress.task(label, total=n_queries, unit="queries")
         try:
-            kernels = _kernels() if self.device == "cpu" and self.distance in ("hamming", "l1") else None
             if self.distance == "hamming" and self.device == "cpu":
                 if n_queries >= _KERNEL_MIN_QUERIES and kernels is not None:
                     if self._kernel_codes is None:

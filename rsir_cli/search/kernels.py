@@ -451,6 +451,19 @@ def _hamming_finish(q0, m, k, limit, below, used, buf_rows, buf_dist, out_rows, 
             out_dist[q0 + i, slot] = buf_dist[i, order[slot]]
 
 
+def will_compile(distance: str) -> bool:
+    """Whether the first search of ``distance`` in this process will likely compile the kernels
+    (seconds) rather than load them from numba's disk cache: a heuristic for a progress message."""
+    dispatchers = {"hamming": (_hamming_blocks, _hamming_vector_blocks), "l1": (_l1_blocks, _l1_keys)}[distance]
+    try:
+        return not any(
+            d.signatures or os.path.exists(d._cache._cache_file._index_path)  # numba internals
+            for d in dispatchers
+        )
+    except AttributeError:  # pragma: no cover - another numba layout
+        return False
+
+
 def cpu_threads() -> int:
     """The CPUs this process may run on."""
     try:
