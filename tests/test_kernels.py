@@ -203,7 +203,7 @@ def test_without_numba_the_engine_falls_back_to_faiss(monkeypatch: pytest.Monkey
             raise ImportError("No module named 'numba'")
         return real_import(name, globals, locals, fromlist, level)
 
-    monkeypatch.setattr(exact, "_KERNELS", [])
+    exact._kernels.cache_clear()
     monkeypatch.setattr(builtins, "__import__", no_kernels)
     monkeypatch.setattr(exact, "_L1_QUANTISE_MIN_QUERIES", 1)
     rng = np.random.default_rng(12)
@@ -220,3 +220,5 @@ def test_without_numba_the_engine_falls_back_to_faiss(monkeypatch: pytest.Monkey
         hamming.indices, brute_force(reference_distances("hamming", codes[:90], codes), 25)[0]
     )
     assert sum("kernels unavailable" in r.message for r in caplog.records) == 1
+    monkeypatch.undo()
+    exact._kernels.cache_clear()  # later tests import the real kernels again

@@ -45,6 +45,7 @@ normalised copy).
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -217,20 +218,16 @@ class ExactIndex:
         return self._database
 
 
-_KERNELS: list[Any] = []
-
-
+@functools.cache
 def _kernels() -> Any:
     """The numba kernels module, or None (with one warning) where numba cannot be imported: a
     stripped-down environment; a normal install has it. The faiss paths then serve, slower."""
-    if not _KERNELS:
-        try:
-            from rsir_cli.search import kernels
-        except ImportError as error:
-            log.warning("CPU search kernels unavailable (%s): falling back to faiss, which is slower", error)
-            kernels = None
-        _KERNELS.append(kernels)
-    return _KERNELS[0]
+    try:
+        from rsir_cli.search import kernels
+    except ImportError as error:
+        log.warning("CPU search kernels unavailable (%s): falling back to faiss, which is slower", error)
+        return None
+    return kernels
 
 
 def exact_search(database: np.ndarray, queries: np.ndarray, k: int, distance: str, device: str = "cpu") -> SearchResult:

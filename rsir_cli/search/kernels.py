@@ -36,6 +36,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 from llvmlite import ir
@@ -277,20 +278,29 @@ def _compact(buf_rows, buf_dist, used, limit, at_limit):  # type: ignore[no-unty
 
 
 @njit(nogil=True, boundscheck=False, cache=True)
+def _hamming_state(m, bits, k):  # type: ignore[no-untyped-def]
+    """Selection state of a block of m queries: distance histograms, limits (bits + 1: admit all),
+    rows admitted below the limit, buffer fill, and the buffered rows and distances."""
+    cap = 2 * k + 64
+    return (
+        np.zeros((m, bits + 1), dtype=np.int64),
+        np.full(m, bits + 1, dtype=np.int64),
+        np.zeros(m, dtype=np.int64),
+        np.zeros(m, dtype=np.int64),
+        np.empty((m, cap), dtype=np.int64),
+        np.empty((m, cap), dtype=np.int64),
+    )
+
+
+@njit(nogil=True, boundscheck=False, cache=True)
 def _hamming_blocks(database, queries, k, tile, query_block, out_rows, out_dist):  # type: ignore[no-untyped-def]
     n, words = database.shape
     bits = 8 * database.itemsize * words
     n_queries = queries.shape[0]
-    cap = 2 * k + 64
     for block in range((n_queries + query_block - 1) // query_block):
         q0 = block * query_block
         m = min(n_queries, q0 + query_block) - q0
-        hist = np.zeros((m, bits + 1), dtype=np.int64)
-        limit = np.full(m, bits + 1, dtype=np.int64)
-        below = np.zeros(m, dtype=np.int64)
-        used = np.zeros(m, dtype=np.int64)
-        buf_rows = np.empty((m, cap), dtype=np.int64)
-        buf_dist = np.empty((m, cap), dtype=np.int64)
+        hist, limit, below, used, buf_rows, buf_dist = _hamming_state(m, bits, k)
         dist = np.empty(tile, dtype=np.int32)
         for first in range(0, n, tile):
             stop = min(n, first + tile)
@@ -324,13 +334,7 @@ def _hamming_blocks(database, queries, k, tile, query_block, out_rows, out_dist)
                         below[i],
                         used[i],
                     )
-        for i in range(m):
-            # the k-th distance is limit[i]: rows below it and the lowest rows at it, by (distance, row)
-            count = _compact(buf_rows[i], buf_dist[i], used[i], limit[i], k - below[i])
-            order = np.argsort(buf_dist[i, :count], kind="mergesort")  # stable: rows stay ascending
-            for slot in range(min(k, count)):
-                out_rows[q0 + i, slot] = buf_rows[i, order[slot]]
-                out_dist[q0 + i, slot] = buf_dist[i, order[slot]]
+        _hamming_finish(q0, m, k, limit, below, used, buf_rows, buf_dist, out_rows, out_dist)
 
 
 @njit(nogil=True, boundscheck=False, cache=True, inline="always")
@@ -350,16 +354,10 @@ def _hamming_vector_blocks(codes, qcodes, k, tile, query_block, out_rows, out_di
     flat = codes.reshape(-1)
     qflat = qcodes.reshape(-1)
     n_queries = qcodes.shape[0]
-    cap = 2 * k + 64
     for block in range((n_queries + query_block - 1) // query_block):
         q0 = block * query_block
         m = min(n_queries, q0 + query_block) - q0
-        hist = np.zeros((m, bits + 1), dtype=np.int64)
-        limit = np.full(m, bits + 1, dtype=np.int64)
-        below = np.zeros(m, dtype=np.int64)
-        used = np.zeros(m, dtype=np.int64)
-        buf_rows = np.empty((m, cap), dtype=np.int64)
-        buf_dist = np.empty((m, cap), dtype=np.int64)
+        hist, limit, below, used, buf_rows, buf_dist = _hamming_state(m, bits, k)
         groups = m - m % 8
         # Codes of three or more chunks: all but the last chunk first; the last only for rows where
         # some query's partial distance is still below its limit.
@@ -384,6 +382,7 @@ def _hamming_vector_blocks(codes, qcodes, k, tile, query_block, out_rows, out_di
                     limit[g + 6],
                     limit[g + 7],
                 )
+                # Lanes unrolled by hand: a loop over the tuple measured ~1.5x slower.
                 for row in range(first, stop):
                     at = row * width
                     d0, d1, d2, d3, d4, d5, d6, d7 = _ham8(qflat, base, flat, at, part, width)
@@ -548,12 +547,11 @@ def hamming_topk(
 
 
 # ------------------------------------------------------------------------------------- l1
-class Quantised:
+class Quantised(NamedTuple):
     """A float32 matrix as uint8 codes ``c`` with ``x ~ lo + step * c`` and each row's L1 error."""
 
-    def __init__(self, codes: np.ndarray, errors: np.ndarray) -> None:
-        self.codes = codes
-        self.errors = errors
+    codes: np.ndarray
+    errors: np.ndarray
 
 
 class L1Quantiser:
@@ -565,11 +563,10 @@ class L1Quantiser:
 
     def __init__(self, database: np.ndarray, seed: int = 0) -> None:
         self.dim = database.shape[1]
-        self.lo = database.min(axis=0).astype(np.float64) if len(database) else np.zeros(self.dim)
-        spans = (database.max(axis=0) - database.min(axis=0)).astype(np.float64) if len(database) else np.ones(1)
-        widest = float(spans.max()) if spans.size else 0.0
-        if not np.isfinite(widest) or widest <= 0:
-            self.step = 1.0
+        self.lo = database.min(axis=0).astype(np.float64)
+        widest = float((database.max(axis=0) - self.lo).max())
+        self.step = 1.0
+        if not widest > 0:  # a constant database: any step is exact
             return
         rng = np.random.default_rng(seed)
         sample = database[rng.choice(len(database), size=min(len(database), 2048), replace=False)]
