@@ -40,3 +40,7 @@ class BackendError(RsirError):
 
 class MissingDependencyError(RsirError):
     """An optional dependency is not installed; the message names the install command."""
+
+
+class DiskFullError(RsirError):
+    """A write found no space left; what was committed before it is intact."""
