@@ -1,13 +1,38 @@
-"""Footprints: native bounds -> longitude/latitude corners, and GeoJSON."""
+"""Footprints: where samples lie (native CRS and bounds, EPSG:4326 corners), and GeoJSON."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from rsir_cli.store import Footprints
+
+@dataclass
+class Footprints:
+    """Where samples lie: CRS per sample, native bounds and EPSG:4326 corners (NaN when unknown)."""
+
+    crs: list[str]
+    bounds: np.ndarray  # (N, 4) float64 left, bottom, right, top
+    lonlat: np.ndarray  # (N, 4, 2) float64 corners ul, ur, lr, ll as (lon, lat)
+
+    @classmethod
+    def empty(cls, n: int) -> Footprints:
+        return cls([""] * n, np.full((n, 4), np.nan), np.full((n, 4, 2), np.nan))
+
+    @classmethod
+    def concat(cls, parts: Sequence[Footprints]) -> Footprints:
+        if not parts:
+            return cls.empty(0)
+        return cls(
+            [c for p in parts for c in p.crs],
+            np.concatenate([p.bounds for p in parts]),
+            np.concatenate([p.lonlat for p in parts]),
+        )
+
+    def __len__(self) -> int:
+        return len(self.crs)
 
 
 def lonlat_corners(crs: Sequence[str], bounds: np.ndarray) -> np.ndarray:

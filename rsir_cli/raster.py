@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from rsir_cli.datasets.bands import RESOLUTION_M, canonical_band
+from rsir_cli.bands import RESOLUTION_M, canonical_band
 from rsir_cli.errors import CorruptDataError, DataNotFoundError, UsageError
 
 UNITS = ("auto", "dn", "reflectance")

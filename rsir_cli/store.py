@@ -38,6 +38,7 @@ import numpy as np
 
 from rsir_cli import __version__
 from rsir_cli.errors import StoreError
+from rsir_cli.geo import Footprints
 
 log = logging.getLogger(__name__)
 
@@ -78,32 +79,6 @@ class Shard:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
-
-
-@dataclass
-class Footprints:
-    """Where samples lie: CRS per sample, native bounds and EPSG:4326 corners (NaN when unknown)."""
-
-    crs: list[str]
-    bounds: np.ndarray  # (N, 4) float64 left, bottom, right, top
-    lonlat: np.ndarray  # (N, 4, 2) float64 corners ul, ur, lr, ll as (lon, lat)
-
-    @classmethod
-    def empty(cls, n: int) -> Footprints:
-        return cls([""] * n, np.full((n, 4), np.nan), np.full((n, 4, 2), np.nan))
-
-    @classmethod
-    def concat(cls, parts: Sequence[Footprints]) -> Footprints:
-        if not parts:
-            return cls.empty(0)
-        return cls(
-            [c for p in parts for c in p.crs],
-            np.concatenate([p.bounds for p in parts]),
-            np.concatenate([p.lonlat for p in parts]),
-        )
-
-    def __len__(self) -> int:
-        return len(self.crs)
 
 
 @dataclass

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from rsir_cli.errors import StoreError
-from rsir_cli.store import SCHEMA_VERSION, EmbeddingStore, Footprints, Shard
+from rsir_cli.geo import Footprints
+from rsir_cli.store import SCHEMA_VERSION, EmbeddingStore, Shard
 
 ATTRS = {"weights_sha256": "abc", "bands": ["B02", "B03"], "label_names": ["a", "b", "c"]}
 

@@ -50,6 +50,8 @@ class Sample:
     10000), bands in the order asked for: float32, or uint16 for integer data (BigEarthNet), which
     the embed step turns into float32 on the device. ``crs``/``bounds`` give the footprint in
     the sample's own CRS ("" / NaN when unknown); the embed step converts them to longitude/latitude.
+    ``date`` is the acquisition date in ISO 8601: ``YYYY-MM-DD``, ``YYYY`` where only the year is
+    known (ForestNet), ``""`` where it is unknown.
     """
 
     index: int
@@ -57,6 +59,7 @@ class Sample:
     labels: np.ndarray
     crs: str = ""
     bounds: tuple[float, float, float, float] = (np.nan, np.nan, np.nan, np.nan)
+    date: str = ""
 
 
 class SplitReader(abc.ABC):

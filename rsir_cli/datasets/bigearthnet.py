@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsir_cli.datasets.bands import RESOLUTION_M
+from rsir_cli.bands import RESOLUTION_M
 from rsir_cli.datasets.base import DatasetDefinition, LabelSet, Sample, SplitReader, identity_label_set
 from rsir_cli.datasets.tiff import read_plain_tiff
 from rsir_cli.errors import CorruptDataError, DataNotFoundError

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from rsir_cli.datasets.bands import RESOLUTION_M
+from rsir_cli.bands import RESOLUTION_M
 from rsir_cli.errors import UsageError
 
 _ARCHITECTURES = ["prithvi_vit", "timm_vit"]  # plugins may add their own
