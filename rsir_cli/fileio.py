@@ -123,7 +123,7 @@ def remove_stale_tmp(folder: Path) -> list[Path]:
         return removed
     for entry in Path(folder).iterdir():
         if is_tmp_name(entry.name) and entry.is_file():
-            pid = entry.name[:-len(TMP_SUFFIX)].rsplit(".", 1)[-1]
+            pid = entry.name[: -len(TMP_SUFFIX)].rsplit(".", 1)[-1]
             if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
                 continue  # another live process is writing it
             with contextlib.suppress(OSError):

@@ -21,10 +21,10 @@ import numpy as np
 
 from rsir_cli.datasets.base import SplitReader
 from rsir_cli.errors import DataNotFoundError, RsirError, StoreError, UsageError, WeightsError
+from rsir_cli.geo import Footprints
 from rsir_cli.progress import NULL_PROGRESS, Progress
 from rsir_cli.raster import MAX_NODATA_FRACTION, PixelWindow
 from rsir_cli.search.base import DISTANCES, SearchBackend
-from rsir_cli.geo import Footprints
 from rsir_cli.store import QUERY_SPLIT, EmbeddingStore
 
 log = logging.getLogger(__name__)
