@@ -1,8 +1,9 @@
-"""Dataset x encoder -> batches -> store, resumable.
+"""Dataset x encoder -> batches -> store, resumable: the library behind `rsir embed`.
 
 Workers read raw bands (only those the model needs); the main process moves each batch to the
 device, resizes and standardises it there (so a GPU does the resizing), runs the encoder under
-autocast when asked, and appends the batch to the store file, which commits it.
+autocast when asked, and appends the batch to the store, which commits it (see
+:mod:`rsir_cli.store.runs`). :func:`embed_dataset` is the one entry point of the command.
 """
 
 from __future__ import annotations
@@ -13,27 +14,33 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rsir_cli import suggest
 from rsir_cli.datasets.base import SplitReader
 from rsir_cli.devices import resolve_device
 from rsir_cli.errors import RsirError, StoreError, UsageError
 from rsir_cli.geo import make_footprints
-from rsir_cli.models import Encoder
 from rsir_cli.progress import NULL_PROGRESS, Progress
 from rsir_cli.store import EmbeddingStore, Shard
+
+if TYPE_CHECKING:
+    from rsir_cli.models import Encoder
+    from rsir_cli.store import SplitWriter
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16", "fp16")
-# Settings that must match for a run to continue an unfinished file.
-# (Model, dataset, split and shard are the file's path already.)
+# Settings that must match for a run to continue an unfinished file, or for a complete file to
+# count as this run's (model, dataset, split and shard are the file's path already).
 RESUME_KEYS = (
     "weights_sha256", "random_weights", "bands", "fill_bands", "mean", "std", "input_size", "pooling",
     "precision", "first_index", "limit",
 )  # fmt: skip
+#: datasets of the user's own imagery: they take ArchiveOptions
+USER_ARCHIVES = ("folder", "scene")
 
 
 @dataclass
@@ -51,6 +58,35 @@ class EmbedOptions:
 
 
 @dataclass
+class ArchiveOptions:
+    """How to read a user's own imagery (datasets ``folder`` and ``scene``)."""
+
+    name: str | None = None
+    labels: Path | None = None
+    bands: Sequence[int] | None = None  # 1-based band numbers of the files, one per model band
+    units: str = "auto"
+
+    @property
+    def given(self) -> bool:
+        return bool(self.name or self.labels or self.bands or self.units != "auto")
+
+
+@dataclass
+class EmbedRequest:
+    """One `rsir embed` invocation."""
+
+    model: str
+    dataset: str
+    store: Path
+    splits: Sequence[str] | None = None
+    data_dir: Path | None = None
+    archive: ArchiveOptions = field(default_factory=ArchiveOptions)
+    weights: Path | None = None
+    random_weights: bool = False
+    options: EmbedOptions = field(default_factory=EmbedOptions)
+
+
+@dataclass
 class EmbedResult:
     """What one split's embedding run did."""
 
@@ -65,7 +101,7 @@ class EmbedResult:
     device: str
     precision: str
     random_weights: bool
-    extra: dict[str, Any] = field(default_factory=dict)
+    state: str = "embedded"  # embedded | resumed | up to date
 
     @property
     def images_per_second(self) -> float:
@@ -77,6 +113,7 @@ class EmbedResult:
             "dataset": self.dataset,
             "split": self.split,
             "path": str(self.path),
+            "state": self.state,
             "rows": self.rows,
             "rows_new": self.rows_new,
             "resumed_from": self.resumed_from,
@@ -88,8 +125,159 @@ class EmbedResult:
         }
 
 
+@dataclass
+class EmbedOutcome:
+    """Every split an `rsir embed` invocation handled."""
+
+    results: list[EmbedResult]
+    store: Path
+
+    @property
+    def random_weights(self) -> bool:
+        return any(r.random_weights for r in self.results)
+
+
 def default_workers() -> int:
     return max(0, min((os.cpu_count() or 1) - 1, 16))
+
+
+def embed_dataset(request: EmbedRequest, progress: Progress = NULL_PROGRESS) -> EmbedOutcome:
+    """Embed the asked splits of a dataset with a model into the store.
+
+    Everything that can be checked cheaply (options, data, bands) is checked before the model is
+    loaded, and every split is checked before the first one is embedded.
+
+    Raises:
+        UsageError: bad options (unknown model or dataset, splits, options for another dataset).
+        DataNotFoundError / CorruptDataError: the data cannot be read.
+        WeightsError: no weights (the message says how to get them).
+        StoreError: the store holds the split from other settings (the message names --overwrite).
+    """
+    from rsir_cli.datasets import get_dataset, open_split
+    from rsir_cli.models import build_encoder, get_model_config
+
+    config = get_model_config(request.model)
+    definition = get_dataset(request.dataset)
+    splits = list(request.splits) if request.splits is not None else list(definition.default_splits)
+    if not splits:
+        raise UsageError("--split: give at least one split")
+    archive = request.archive
+    dataset_options: dict[str, object] = {}
+    if definition.name in USER_ARCHIVES:
+        from rsir_cli.raster import band_map
+
+        band_indexes = band_map(archive.bands, config.read_bands, config.name) if archive.bands else None
+        dataset_options = {
+            "dataset_name": archive.name,
+            "labels": archive.labels,
+            "band_indexes": band_indexes,
+            "units": archive.units,
+        }
+    elif archive.given:
+        raise UsageError(
+            f"--name, --labels, --bands and --units apply to your own imagery ({', '.join(USER_ARCHIVES)}), "
+            f"not to {definition.name}"
+        )
+    readers = [open_split(request.dataset, name, request.data_dir, **dataset_options) for name in splits]
+    for reader in readers:
+        reader.check(config.read_bands)
+    encoder = build_encoder(config, request.weights, request.random_weights)
+    store = EmbeddingStore(request.store)
+    results = [embed_split(store, encoder, reader, request.options, progress) for reader in readers]
+    return EmbedOutcome(results, store.root)
+
+
+def embed_split(
+    store: EmbeddingStore,
+    encoder: Encoder,
+    reader: SplitReader,
+    options: EmbedOptions,
+    progress: Progress = NULL_PROGRESS,
+) -> EmbedResult:
+    """Embed one split (or one shard of it) into the store, continuing an unfinished run.
+
+    A split that the store already holds complete, from the same settings and the same samples,
+    is left as it is (state "up to date").
+
+    Raises:
+        UsageError: bad options (precision, device, batch size).
+        StoreError: the store holds the split from other settings or other samples.
+        DataNotFoundError / CorruptDataError: a sample cannot be read (rows before it are kept).
+    """
+    if options.precision not in PRECISIONS:
+        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
+    if options.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    config = encoder.config
+    reader.check(config.read_bands)
+    device = resolve_device(options.device)
+
+    total = len(reader) if options.limit is None else min(len(reader), options.limit)
+    start, stop = options.shard.bounds(total) if options.shard else (0, total)
+    attrs = {
+        **encoder.provenance(),
+        **reader.describe(),
+        "band_sources": reader.band_sources(config.read_bands),
+        "label_names": list(reader.label_names),
+        "precision": options.precision,
+        "device": device,
+        "first_index": start,
+        "limit": options.limit if options.limit is not None else -1,
+    }
+    writer = store.writer(
+        config.name,
+        reader.dataset,
+        reader.split,
+        attrs=attrs,
+        dim=config.embed_dim,
+        n_labels=len(reader.label_names),
+        rows_expected=stop - start,
+        shard=options.shard,
+        overwrite=options.overwrite,
+        resume_keys=RESUME_KEYS,
+    )
+    with writer:
+        resumed_from = writer.rows_done
+        if resumed_from and writer.ids_done != reader.ids[start : start + resumed_from]:
+            redo = suggest.embed(
+                config.name, reader.dataset, reader.split, store=store.root, overwrite=True
+            )  # the dataset changed under the store
+            raise StoreError(
+                f"{writer.path} holds samples that are not the first {resumed_from} of this split in order (did the "
+                f"split file or the dataset change?); embed it again with {redo}"
+            )
+        result = EmbedResult(
+            model=config.name,
+            dataset=reader.dataset,
+            split=reader.split,
+            path=writer.path,
+            rows=stop - start,
+            rows_new=0,
+            resumed_from=resumed_from,
+            seconds=0.0,
+            device=device,
+            precision=options.precision,
+            random_weights=encoder.weights.random,
+            state="up to date" if writer.up_to_date else "resumed" if resumed_from else "embedded",
+        )
+        if writer.up_to_date:
+            log.debug("%s is complete and current: nothing to do", writer.path)
+            return result
+        indices = range(start + resumed_from, stop)
+        bar = progress.task(
+            f"{config.name} / {reader.dataset} / {reader.split}", total=stop - start, unit="img", completed=resumed_from
+        )
+        began = time.perf_counter()
+        try:
+            if len(indices):
+                _run(writer, encoder, reader, indices, device, options, bar)
+            writer.commit()
+        finally:
+            bar.close()
+        result.seconds = time.perf_counter() - began
+        result.rows_new = writer.rows_done - resumed_from
+        writer.finish()
+    return result
 
 
 class _TorchDataset:
@@ -119,6 +307,7 @@ class _TorchDataset:
             "labels": sample.labels,
             "crs": sample.crs,
             "bounds": np.asarray(sample.bounds, dtype=np.float64),
+            "date": sample.date,
         }
 
 
@@ -141,6 +330,7 @@ def _collate(items: list[dict[str, Any]]) -> dict[str, Any]:
         "image": torch.from_numpy(images.view(np.int16)) if images.dtype == np.uint16 else torch.from_numpy(images),
         "uint16": images.dtype == np.uint16,
         "labels": np.stack([item["labels"] for item in items]),
+        "dates": [item["date"] for item in items],
         # Footprints to longitude/latitude here, in the loader process, off the main process's path.
         "footprints": make_footprints([item["crs"] for item in items], np.stack([item["bounds"] for item in items])),
     }
@@ -176,8 +366,12 @@ def embed_images(
     """Embed raw images exactly as `rsir embed` does (same preprocessing and encoder).
 
     Args:
+        encoder: the model (see :func:`rsir_cli.models.build_encoder`).
         images: (B, len(config.read_bands), H, W) in the data's units (reflectance x 10000),
             bands in the model's read order.
+        device: where to run (``auto``: CUDA when available).
+        precision: ``fp32``, or ``bf16`` / ``fp16`` autocast.
+        batch_size: images per forward pass.
 
     Returns:
         (B, embed_dim) float32.
@@ -205,88 +399,14 @@ def embed_images(
     return np.concatenate(parts)
 
 
-def embed_split(
-    store: EmbeddingStore,
+def _run(
+    writer: SplitWriter,
     encoder: Encoder,
     reader: SplitReader,
+    indices: range,
+    device: str,
     options: EmbedOptions,
-    progress: Progress = NULL_PROGRESS,
-) -> EmbedResult:
-    """Embed one split (or one shard of it) into the store, continuing an unfinished run.
-
-    Raises:
-        UsageError: bad options (precision, device, batch size).
-        StoreError: the existing file was written with other settings, or is complete.
-        DataNotFoundError / CorruptDataError: a sample cannot be read (rows before it are kept).
-    """
-    if options.precision not in PRECISIONS:
-        raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
-    if options.batch_size < 1:
-        raise UsageError("--batch-size must be at least 1")
-    config = encoder.config
-    reader.check(config.read_bands)
-    device = resolve_device(options.device)
-
-    total = len(reader) if options.limit is None else min(len(reader), options.limit)
-    start, stop = options.shard.bounds(total) if options.shard else (0, total)
-    attrs = {
-        **encoder.provenance(),
-        **reader.describe(),
-        "label_names": list(reader.label_names),
-        "precision": options.precision,
-        "device": device,
-        "first_index": start,
-        "limit": options.limit if options.limit is not None else -1,
-    }
-    writer = store.writer(
-        config.name,
-        reader.dataset,
-        reader.split,
-        attrs=attrs,
-        dim=config.embed_dim,
-        n_labels=len(reader.label_names),
-        rows_expected=stop - start,
-        shard=options.shard,
-        overwrite=options.overwrite,
-        resume_keys=RESUME_KEYS,
-    )
-    with writer:
-        resumed_from = writer.rows_done
-        if resumed_from:
-            expected_ids = reader.ids[start : start + resumed_from]
-            if writer.ids_done != expected_ids:
-                raise StoreError(
-                    f"{writer.path} holds samples that are not the first {resumed_from} of this split in order "
-                    "(did the split file change?); pass --overwrite to start over"
-                )
-        indices = range(start + resumed_from, stop)
-        bar = progress.task(
-            f"{config.name} / {reader.dataset} / {reader.split}", total=stop - start, unit="img", completed=resumed_from
-        )
-        began = time.perf_counter()
-        if len(indices):
-            _run(writer, encoder, reader, indices, device, options, bar)
-        seconds = time.perf_counter() - began
-        bar.close()
-        rows_new = writer.rows_done - resumed_from
-        writer.finish()
-    return EmbedResult(
-        model=config.name,
-        dataset=reader.dataset,
-        split=reader.split,
-        path=writer.path,
-        rows=writer.rows_done,
-        rows_new=rows_new,
-        resumed_from=resumed_from,
-        seconds=seconds,
-        device=device,
-        precision=options.precision,
-        random_weights=encoder.weights.random,
-    )
-
-
-def _run(
-    writer: Any, encoder: Encoder, reader: SplitReader, indices: range, device: str, options: EmbedOptions, bar: Any
+    bar: Any,
 ) -> None:
     import torch
     from torch.utils.data import DataLoader
@@ -317,7 +437,7 @@ def _run(
         if done is not None:
             done.synchronize()  # waits for this batch's copy only, not for the batch computing now
         ids = [reader.ids[i] for i in batch["index"]]
-        writer.append(host.numpy(), ids, batch["labels"], batch["footprints"])
+        writer.append(host.numpy(), ids, batch["labels"], batch["footprints"], batch["dates"])
         bar.advance(len(ids))
 
     with torch.inference_mode():

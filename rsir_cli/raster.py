@@ -343,6 +343,19 @@ class Raster:
         parts = [f"{s.index}: {s.description!r}" if s.description else f"{s.index}: -" for s in self.all_bands]
         return f"{len(self.all_bands)} band(s) [{', '.join(parts)}]"
 
+    def band_sources(self, bands: Sequence[str]) -> list[dict[str, str]]:
+        """Which band of the file (or which file of the folder) feeds each of ``bands``."""
+        out = []
+        for band in bands:
+            source = self.sources[band]
+            if self.kind == "folder":
+                where = Path(source.path).name
+            else:
+                where = f"band {source.index}" + (f" ({source.description!r})" if source.description else "")
+                where += f", mapped by {self.mapped_by}"
+            out.append({"input": band, "from": where})
+        return out
+
     def require(self, bands: Sequence[str], model: str = "the model") -> None:
         """Fail with what the raster has and what is needed when ``bands`` are not all mapped."""
         missing = [b for b in bands if b not in self.sources]
@@ -350,15 +363,15 @@ class Raster:
             return
         needed = ", ".join(bands)
         if self.kind == "folder":
-            raise UsageError(
+            raise DataNotFoundError(
                 f"{self.path} lacks band(s) {', '.join(missing)}: it has {self.describe_bands()}; {model} needs "
                 f"{needed}. Add single-band files whose names contain the band (e.g. T33UUP_B8A.tif)"
             )
         if len(self.all_bands) < len(bands):
-            raise UsageError(
+            raise DataNotFoundError(
                 f"{self.path.name} has {self.describe_bands()}, but {model} needs {len(bands)} bands ({needed})"
             )
-        raise UsageError(
+        raise DataNotFoundError(
             f"{self.path.name} has {self.describe_bands()}; {model} needs {needed} and the band descriptions do not "
             f"name {', '.join(missing)}. Pass --bands with {len(bands)} 1-based band numbers of the file, in the "
             f"order {needed} (e.g. --bands {','.join(str(i + 1) for i in range(len(bands)))})"
@@ -602,7 +615,8 @@ def query_chips(
     smallest = max(1, chip // 2)
     if region.width < smallest or region.height < smallest:
         what = "the tile" if window is None and bbox is None else "the selected region"
-        raise UsageError(
+        error = DataNotFoundError if window is None and bbox is None else UsageError
+        raise error(
             f"{what} is {region.width} x {region.height} px, smaller than half a patch ({smallest} x {smallest} px "
             f"at this resolution): a query needs at least that much"
         )

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from rsir_cli.store import EmbeddingStore
-from tests.cli import assert_one_line_error, run
+from tests.cli import assert_one_line_error, assert_usage_error, run
 
 
 def fake_embed(data_dir: Path) -> list[object]:
@@ -62,21 +62,17 @@ def test_embed_fake_model_writes_both_splits_with_labels_and_footprints(
     splits = {(s["split"], s["rows"], s["complete"]) for s in json.loads(info.stdout)["splits"]}
     assert splits == {("val", 6, True), ("test", 10, True)}
 
-    again = run(
-        "embed",
-        "--model",
-        fake_encoder,
-        "--dataset",
-        "bigearthnet",
-        "--data-dir",
-        ben_root,
-        "--store",
-        store,
-        "--random-weights",
-        "--split",
-        "val",
-    )
-    assert_one_line_error(again, "already complete; pass --overwrite")
+    before = (store / "fake" / "bigearthnet" / "val.h5").read_bytes()
+    again = run(*fake_embed(ben_root), "--store", store, "--random-weights", "--split", "val", "--json")
+    assert again.exit_code == 0, again.output  # a rerun of a finished job: nothing to do
+    assert [r["state"] for r in json.loads(again.stdout)] == ["up to date"]
+    assert (store / "fake" / "bigearthnet" / "val.h5").read_bytes() == before
+    other = run(*fake_embed(ben_root), "--store", store, "--random-weights", "--split", "val", "--precision", "bf16")
+    assert_one_line_error(other, "made with different settings \\(precision: 'fp32' there, 'bf16' now\\).*--overwrite")
+    forced = run(*fake_embed(ben_root), "--store", store, "--random-weights", "--split", "val", "--precision", "bf16",
+                 "--overwrite", "--workers", "0")  # fmt: skip
+    assert forced.exit_code == 0, forced.output
+    assert EmbeddingStore(store).attrs("fake", "bigearthnet", "val")["precision"] == "bf16"
 
 
 def test_embed_matches_a_direct_encoder_call(tmp_path: Path, ben_root: Path, fake_encoder: str) -> None:
@@ -118,12 +114,9 @@ def _embed_subprocess(store: Path, data_dir: Path, delay: str) -> subprocess.Pop
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def _committed(path: Path) -> int:
-    try:
-        with h5py.File(path, "r", locking=False) as f:
-            return int(f.attrs["rows_committed"])
-    except (OSError, KeyError):
-        return 0
+def _committed(store: Path) -> int:
+    """Rows committed so far (by a run in progress, or in the complete file)."""
+    return sum(s.rows for s in EmbeddingStore(store).summaries())
 
 
 @pytest.mark.slow
@@ -131,14 +124,13 @@ def test_killed_and_resumed_embed_equals_an_uninterrupted_run(
     tmp_path: Path, ben_root: Path, fake_encoder: str
 ) -> None:
     killed, clean = tmp_path / "killed", tmp_path / "clean"
-    process = _embed_subprocess(killed, ben_root, delay="0.4")
-    target = killed / "fake" / "bigearthnet" / "test.h5"
+    process = _embed_subprocess(killed, ben_root, delay="1.1")  # > the 1 s commit interval
     deadline = time.time() + 120
-    while _committed(target) < 4 and time.time() < deadline and process.poll() is None:
+    while _committed(killed) < 4 and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    rows_at_kill = _committed(target)
+    rows_at_kill = _committed(killed)
     assert 4 <= rows_at_kill < 10, "the run should have been killed half-way"
 
     assert _embed_subprocess(killed, ben_root, delay="0").wait() == 0
@@ -174,10 +166,10 @@ def test_sharded_embedding_joins_to_the_unsharded_result(tmp_path: Path, ben_roo
 
 
 def test_unknown_model_and_dataset(tmp_path: Path, ben_root: Path) -> None:
-    assert_one_line_error(
+    assert_usage_error(
         run("embed", "-m", "resnet", "-d", "bigearthnet", "--data-dir", ben_root), "unknown model 'resnet'"
     )
-    assert_one_line_error(
+    assert_usage_error(
         run("embed", "-m", "prithvi", "-d", "eurosat", "--data-dir", ben_root), "unknown dataset 'eurosat'"
     )
 
@@ -207,8 +199,8 @@ def test_missing_band_file_stops_with_the_file_name_and_keeps_earlier_rows(
         "0",
     ]
     assert_one_line_error(run(*args), f"{names[5]}_B11.tif is missing")
-    with h5py.File(store / "fake" / "bigearthnet" / "test.h5") as f:
-        assert int(f.attrs["rows_committed"]) == 4 and not f.attrs["complete"]
+    (summary,) = EmbeddingStore(store).summaries()
+    assert summary.rows == 4 and not summary.complete
 
 
 def test_corrupt_geotiff(tmp_path: Path, ben_root: Path, fake_encoder: str) -> None:
@@ -292,17 +284,8 @@ def test_cpu_bf16_autocast_runs_and_is_recorded(tmp_path: Path, ben_root: Path, 
     )
     assert result.exit_code == 0, result.output
     assert EmbeddingStore(store).attrs("fake", "bigearthnet", "val")["precision"] == "bf16"
-    assert_one_line_error(
-        run(
-            *fake_embed(ben_root),
-            "--store",
-            store,
-            "--random-weights",
-            "--split",
-            "test",
-            "--precision",
-            "fp8",
-        ),
+    assert_usage_error(
+        run(*fake_embed(ben_root), "--store", store, "--random-weights", "--split", "test", "--precision", "fp8"),
         "--precision must be one of",
     )
 

@@ -20,9 +20,6 @@ from rsir_cli.cli.options import (
     split_list,
 )
 
-# Your own imagery: these datasets take --name, --labels, --bands and --units.
-_USER_ARCHIVES = ("folder", "scene")
-
 
 @command("embed", "Embed a dataset's splits with a model into the store (resumable).")
 def embed(
@@ -108,53 +105,34 @@ def embed(
 
         rsir embed -m prithvi -d folder --data-dir my_chips/ --labels my_chips/labels.csv --bands 2,3,4,9,12,13
     """
-    from rsir_cli.datasets import get_dataset, open_split
-    from rsir_cli.embedding import EmbedOptions, embed_split
-    from rsir_cli.models import build_encoder, get_model_config
-    from rsir_cli.raster import band_map, parse_band_indexes
-    from rsir_cli.store import EmbeddingStore, Shard
+    from rsir_cli.embedding import ArchiveOptions, EmbedOptions, EmbedRequest, embed_dataset
+    from rsir_cli.raster import parse_band_indexes
+    from rsir_cli.store import Shard
 
-    config = get_model_config(model)
-    definition = get_dataset(dataset)
-    splits = split_list(split) if split is not None else list(definition.default_splits)
-    if not splits:
-        raise typer.BadParameter("give at least one split", param_hint="--split")
-    dataset_options: dict[str, object] = {}
-    if definition.name in _USER_ARCHIVES:
-        band_indexes = band_map(parse_band_indexes(bands), config.read_bands, config.name) if bands else None
-        dataset_options = {"dataset_name": name, "labels": labels, "band_indexes": band_indexes, "units": units}
-    elif name or labels or bands or units != "auto":
-        raise typer.BadParameter(
-            f"--name, --labels, --bands and --units apply to your own imagery ({', '.join(_USER_ARCHIVES)}), "
-            f"not to {definition.name}",
-            param_hint="--dataset",
-        )
-    # Fail on bad data before loading a model.
-    readers = [open_split(dataset, split_name, data_dir, **dataset_options) for split_name in splits]
-    for reader in readers:
-        reader.check(config.read_bands)
-    encoder = build_encoder(config, weights, random_weights)
-    if encoder.weights.random:
-        output.stderr.print(
-            "[bold magenta]RANDOM WEIGHTS:[/bold magenta] a smoke run; these embeddings mean nothing.", markup=True
-        )
-    options = EmbedOptions(
-        device=device,
-        precision=precision,
-        batch_size=batch_size,
-        workers=workers,
-        limit=limit,
-        shard=Shard.parse(shard) if shard else None,
-        overwrite=overwrite,
-        compile=compile_model,
+    request = EmbedRequest(
+        model=model,
+        dataset=dataset,
+        store=store,
+        splits=split_list(split) if split is not None else None,
+        data_dir=data_dir,
+        archive=ArchiveOptions(name, labels, parse_band_indexes(bands) if bands else None, units),
+        weights=weights,
+        random_weights=random_weights,
+        options=EmbedOptions(
+            device=device,
+            precision=precision,
+            batch_size=batch_size,
+            workers=workers,
+            limit=limit,
+            shard=Shard.parse(shard) if shard else None,
+            overwrite=overwrite,
+            compile=compile_model,
+        ),
     )
-    target = EmbeddingStore(store)
-    results = []
     with output.progress_bars() as progress:
-        for reader in readers:
-            results.append(embed_split(target, encoder, reader, options, progress))
+        outcome = embed_dataset(request, progress)
     if json_output:
-        output.print_json([r.to_dict() for r in results])
+        output.print_json([r.to_dict() for r in outcome.results])
         return
     rows = [
         [
@@ -162,11 +140,11 @@ def embed(
             r.dataset,
             r.split,
             f"{r.rows:,}",
-            f"{r.rows_new:,}",
-            f"{r.images_per_second:,.1f}",
+            f"{r.rows_new:,}" if r.state != "up to date" else "up to date",
+            f"{r.images_per_second:,.1f}" if r.rows_new else "-",
             f"{r.device} {r.precision}",
         ]
-        for r in results
+        for r in outcome.results
     ]
     output.print_table(
         output.make_table(
@@ -176,3 +154,5 @@ def embed(
             numeric=("rows", "new", "img/s"),
         )
     )
+    if all(r.state == "up to date" for r in outcome.results):
+        output.note("nothing to do: every split is complete and current (--overwrite embeds again)")

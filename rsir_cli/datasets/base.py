@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rsir_cli.errors import UsageError
+from rsir_cli.errors import DataNotFoundError, UsageError
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ class SplitReader(abc.ABC):
         """Fail early (before any work) when the split cannot provide ``bands``."""
         missing = [b for b in bands if b not in self.available_bands]
         if missing:
-            raise UsageError(
+            raise DataNotFoundError(
                 f"dataset {self.dataset} has no band(s) {', '.join(missing)}; it provides {', '.join(self.available_bands)}"
             )
 
@@ -101,6 +101,14 @@ class SplitReader(abc.ABC):
     def describe(self) -> dict[str, object]:
         """Dataset facts stored as provenance."""
         return {"dataset_root": str(self.root), "patch_size": self.patch_size}
+
+    def band_sources(self, bands: Sequence[str]) -> list[dict[str, str]]:
+        """Which band of the data feeds each model input (stored, so a B8A/B08 mix-up can be seen).
+
+        Returns:
+            One ``{"input": band, "from": where it is read}`` per band, in model order.
+        """
+        return [{"input": band, "from": f"the dataset's {band}"} for band in bands]
 
 
 @dataclass(frozen=True)

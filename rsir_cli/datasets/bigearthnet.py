@@ -330,6 +330,16 @@ class BigEarthNetSplit(SplitReader):
         labels, crs, bounds = parse_labels_json(folder / f"{patch}_labels_metadata.json")
         return Sample(index, image, labels, crs, bounds)
 
+    def band_sources(self, bands: Sequence[str]) -> list[dict[str, str]]:
+        return [
+            {
+                "input": band,
+                "from": f"<patch>_{band}.tif ({RESOLUTION_M[band]} m"
+                + (f", bilinear to {PATCH_SIZE} px)" if RESOLUTION_M[band] != 10 else ")"),
+            }
+            for band in bands
+        ]
+
     def describe(self) -> dict[str, object]:
         return {
             **super().describe(),

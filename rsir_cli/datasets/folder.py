@@ -218,6 +218,9 @@ class FolderSplit(SplitReader):
             bounds = raster.window_bounds(raster.region) if raster.crs else (np.nan,) * 4
             return Sample(index, image, self._labels[index].copy(), raster.crs, tuple(bounds))  # type: ignore[arg-type]
 
+    def band_sources(self, bands: Sequence[str]) -> list[dict[str, str]]:
+        return self._first.band_sources(bands)
+
     def describe(self) -> dict[str, object]:
         return {
             **super().describe(),

@@ -102,6 +102,9 @@ class SceneSplit(SplitReader):
         bounds = self.raster.window_bounds(window) if self.raster.crs else (np.nan,) * 4
         return Sample(index, image, self._labels[index].copy(), self.raster.crs, tuple(bounds))  # type: ignore[arg-type]
 
+    def band_sources(self, bands: Sequence[str]) -> list[dict[str, str]]:
+        return self.raster.band_sources(bands)
+
     def describe(self) -> dict[str, object]:
         return {
             **super().describe(),
