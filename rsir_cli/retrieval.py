@@ -446,7 +446,7 @@ def tile_queries(
     if not queries:
         worst = min(fraction for _, fraction in skipped)
         what = "the query" if single else f"all {len(chips)} chips of the query"
-        raise UsageError(
+        raise DataNotFoundError(
             f"{what} in {path.name} {'is' if single else 'are'} mostly nodata ({worst:.0%} of the pixels or more; "
             f"at most {MAX_NODATA_FRACTION:.0%} is allowed): pick a region with data (--window / --bbox)"
         )

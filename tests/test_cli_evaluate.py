@@ -171,7 +171,7 @@ def test_a_dataset_rsir_does_not_know_is_scored_with_its_stored_labels(tmp_path:
     assert cell["column"] == "myarchive" and cell["label_set"] == ""
     assert cell["map"] == pytest.approx(reference_map(q.embeddings, db.embeddings, q.labels, db.labels, 5, "l1")[0])
     assert_one_line_error(
-        run("evaluate", "--store", tmp_path, "--labels", "43"), r"no evaluated dataset has that label set"
+        run("evaluate", "--store", tmp_path, "--labels", "43"), r"no evaluated dataset has that label set", exit_code=2
     )
 
 
@@ -223,17 +223,18 @@ def test_mismatched_dims_between_splits_is_one_clear_line(tmp_path: Path) -> Non
 
 
 @pytest.mark.parametrize(
-    ("args", "pattern"),
+    ("args", "pattern", "code"),
     [
-        (("--hash", "trivial", "--bits", "24"), r"--bits 24 does not divide the embedding dimension 32"),
-        (("--hash", "lsh", "--bits", "20"), r"multiple of 8"),
-        (("--hash", "sh"), r"unknown hash method 'sh'"),
-        (("--hash", "none", "--distance", "hamming"), r"hamming applies to binary codes only"),
-        (("--distance", "chebyshev"), r"unknown --distance"),
-        (("--labels", "7"), r"no evaluated dataset has that label set"),
-        (("--match", "some"), r"--match must be 'any' or 'exact'"),
-        (("--model", "nobody"), r"holds no embeddings for nobody"),
+        (("--hash", "trivial", "--bits", "24"), r"--bits 24 does not divide the embedding dimension 32", 2),
+        (("--hash", "lsh", "--bits", "20"), r"multiple of 8", 2),
+        (("--hash", "sh"), r"unknown hash method 'sh'", 2),
+        (("--hash", "none", "--distance", "hamming"), r"hamming applies to binary codes only", 2),
+        (("--distance", "chebyshev"), r"unknown --distance", 2),
+        (("--labels", "7"), r"no evaluated dataset has that label set", 2),
+        (("--match", "some"), r"--match must be 'any' or 'exact'", 2),
+        (("--model", "nobody"), r"holds no embeddings for nobody", 1),
     ],
 )
-def test_bad_options_are_one_clear_line(store: Path, args: tuple[str, ...], pattern: str) -> None:
-    assert_one_line_error(run("evaluate", "--store", store, *args), pattern)
+def test_bad_options_are_one_clear_line(store: Path, args: tuple[str, ...], pattern: str, code: int) -> None:
+    """Bad option values are usage errors (exit 2) wherever they are noticed; a store problem exits 1."""
+    assert_one_line_error(run("evaluate", "--store", store, *args), pattern, exit_code=code)

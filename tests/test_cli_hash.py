@@ -108,18 +108,18 @@ def test_a_single_split_archive_is_fitted_on_that_split(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("args", "pattern"),
+    ("args", "pattern", "code"),
     [
-        (("--method", "sh", "--bits", "32"), r"unknown hash method 'sh'"),
-        (("--method", "trivial", "--bits", "40"), r"--bits 40 does not divide the embedding dimension 48"),
-        (("--method", "lsh", "--bits", "12"), r"multiple of 8"),
-        (("--method", "lsh", "--bits", "32", "--seed", "1", "--seeds", "2"), r"either --seed or --seeds"),
-        (("--method", "binary", "--bits", "32"), r"--bits must be 48"),
-        (("--method", "trivial", "--bits", "16", "--model", "other"), r"holds no embeddings for other"),
+        (("--method", "sh", "--bits", "32"), r"unknown hash method 'sh'", 2),
+        (("--method", "trivial", "--bits", "40"), r"--bits 40 does not divide the embedding dimension 48", 2),
+        (("--method", "lsh", "--bits", "12"), r"multiple of 8", 2),
+        (("--method", "lsh", "--bits", "32", "--seed", "1", "--seeds", "2"), r"either --seed or --seeds", 2),
+        (("--method", "binary", "--bits", "32"), r"--bits must be 48", 2),
+        (("--method", "trivial", "--bits", "16", "--model", "other"), r"holds no embeddings for other", 1),
     ],
 )
-def test_bad_input_is_one_clear_line(store: Path, args: tuple[str, ...], pattern: str) -> None:
-    assert_one_line_error(run("hash", "--store", store, *args), pattern)
+def test_bad_input_is_one_clear_line(store: Path, args: tuple[str, ...], pattern: str, code: int) -> None:
+    assert_one_line_error(run("hash", "--store", store, *args), pattern, exit_code=code)
     assert EmbeddingStore(store).code_names("m", "forestnet", "val") == []  # nothing written
 
 

@@ -56,9 +56,9 @@ def matches(store: Path, query: str, *args: str) -> list[dict]:
     return json.loads(result.stdout)["results"][0]["matches"]
 
 
-def one_error_line(result: Any) -> str:
+def one_error_line(result: Any, exit_code: int = 1) -> str:
     errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == exit_code, result.output
     assert len(errors) == 1 and "Traceback" not in result.output, result.output
     assert "unexpected" not in errors[0], result.output
     return errors[0]
@@ -191,10 +191,10 @@ def test_failures_are_one_clear_line_and_exit_1(store: Path, tmp_path: Path) -> 
     )  # fmt: skip
     assert "cannot reach" in one_error_line(from_env) and "Hidden-Token-99" not in from_env.output
 
-    l1 = one_error_line(rsir("index", "--store", str(store), "--distance", "l1"))
+    l1 = one_error_line(rsir("index", "--store", str(store), "--distance", "l1"), exit_code=2)  # a usage error
     assert "Milvus has no L1 metric" in l1
     assert "Milvus has no L1 metric" in one_error_line(
-        rsir("search", "--store", str(store), "--id", "val_0", "--backend", "milvus", "--distance", "l1")
+        rsir("search", "--store", str(store), "--id", "val_0", "--backend", "milvus", "--distance", "l1"), exit_code=2
     )
     ivf = one_error_line(
         rsir("index", "--store", str(store), "--hash", "trivial", "--bits", "32", "--index-type", "ivf_flat")
@@ -204,7 +204,7 @@ def test_failures_are_one_clear_line_and_exit_1(store: Path, tmp_path: Path) -> 
         rsir("index", "--store", str(store), "--hash", "trivial", "--bits", "16")
     )
     assert "must end in .db" in one_error_line(
-        rsir("index", "--store", str(store), "--uri", str(tmp_path / "x.sqlite"))
+        rsir("index", "--store", str(store), "--uri", str(tmp_path / "x.sqlite")), exit_code=2
     )
 
     # A collection of other dimensions: the store was re-embedded by a model of another width.
@@ -218,7 +218,7 @@ def test_usage_errors_exit_2(store: Path) -> None:
     assert rsir("index", "--store", str(store), "--hash", "trivial", "--bits", "32", "--float").exit_code == 2
     assert rsir("index", "--store", str(store), "--hash", "trivial", "--distance", "l2").exit_code == 2
     assert rsir("search", "--store", str(store), "--id", "val_0", "--backend", "faiss").exit_code == 2
-    assert rsir("index", "--store", str(store), "--index-type", "bin_ivf_flat").exit_code == 1
+    assert rsir("index", "--store", str(store), "--index-type", "bin_ivf_flat").exit_code == 2
     assert rsir("index", "--store", str(store), "--nlist", "0").exit_code == 2
 
 

@@ -192,7 +192,8 @@ def test_search_by_id_uses_the_stored_embedding(scene_store: Path, fake_encoder:
     assert missing.exit_code == 1 and "no sample 's2_r99_c1' in fake/s2" in missing.output
 
 
-def _bad_inputs(tmp: Path, sentinel2_scene: Path) -> dict[str, tuple[list[str], str]]:
+def _bad_inputs(tmp: Path, sentinel2_scene: Path) -> dict[str, tuple[list[str], str, int]]:
+    """Bad tiles (exit 1) and option values that do not fit the tile (usage errors, exit 2)."""
     rng = np.random.default_rng(0)
     text = tmp / "notes.tif"
     text.write_text("not a raster\n")
@@ -205,32 +206,32 @@ def _bad_inputs(tmp: Path, sentinel2_scene: Path) -> dict[str, tuple[list[str], 
     chip = tmp / "chip.tif"
     _write_region(sentinel2_scene, chip, range(0, 1), range(0, 1))
     return {
-        "not a raster": ([str(text)], "notes.tif is not a raster GDAL can read"),
-        "too few bands": ([str(three)], "rgb.tif has 3 band(s) [1: -, 2: -, 3: -], but model fake needs 6 bands"),
-        "wrong --bands": ([str(six), "--bands", "1,2,3,4,5,9"], "--bands names band 9 for B12, but six.tif has only 6"),
-        "--bands count": ([str(six), "--bands", "3,2,1"], "--bands gives 3 band number(s) but model fake reads 6"),
+        "not a raster": ([str(text)], "notes.tif is not a raster GDAL can read", 1),
+        "too few bands": ([str(three)], "rgb.tif has 3 band(s) [1: -, 2: -, 3: -], but model fake needs 6 bands", 1),
+        "wrong --bands": ([str(six), "--bands", "1,2,3,4,5,9"], "--bands names band 9 for B12, but six.tif has only 6", 2),
+        "--bands count": ([str(six), "--bands", "3,2,1"], "--bands gives 3 band number(s) but model fake reads 6", 2),
         "bbox in lon/lat": ([str(chip), "--bbox", "-75.7,37.7,-75.6,37.8"], "lies outside chip.tif, whose bounds in "
-                            "its CRS (EPSG:32618) are 435730,4178260,436930,4179460; give --bbox in the tile's CRS"),
-        "1 x 1 tile": ([str(one)], "the tile is 1 x 1 px, smaller than half a patch (60 x 60 px"),
-        "all nodata": ([str(empty)], "the query in empty.tif is mostly nodata (100% of the pixels"),
-        "unknown model": ([str(chip), "--model", "prithvi"], "has no embeddings of model 'prithvi' (it has: fake)"),
+                            "its CRS (EPSG:32618) are 435730,4178260,436930,4179460; give --bbox in the tile's CRS", 2),
+        "1 x 1 tile": ([str(one)], "the tile is 1 x 1 px, smaller than half a patch (60 x 60 px", 1),
+        "all nodata": ([str(empty)], "the query in empty.tif is mostly nodata (100% of the pixels", 1),
+        "unknown model": ([str(chip), "--model", "prithvi"], "has no embeddings of model 'prithvi' (it has: fake)", 1),
     }  # fmt: skip
 
 
 @pytest.mark.network
-def test_bad_input_gives_one_clear_line_exit_1_and_writes_nothing(
+def test_bad_input_gives_one_clear_line_and_writes_nothing(
     scene_store: Path, sentinel2_scene: Path, tmp_path: Path, fake_encoder: str
 ) -> None:
     inputs = tmp_path / "inputs"
     inputs.mkdir()
     out = tmp_path / "out"
     out.mkdir()
-    for case, (args, message) in _bad_inputs(inputs, sentinel2_scene).items():
+    for case, (args, message, code) in _bad_inputs(inputs, sentinel2_scene).items():
         result = run(
             *args, "--store", str(scene_store), "--geojson", str(out / "m.geojson"), "--figure", str(out / "m.png")
         )
         errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
-        assert result.exit_code == 1, (case, result.output)
+        assert result.exit_code == code, (case, result.output)
         assert len(errors) == 1 and message in errors[0], (case, result.output)
         assert "Traceback" not in result.output and "unexpected" not in errors[0], case
         assert list(out.iterdir()) == [], case

@@ -30,7 +30,7 @@ import pytest
 from rsir_cli import download
 from rsir_cli.datasets import open_split
 from tests import cli, fakedata
-from tests.cli import assert_one_line_error
+from tests.cli import assert_one_line_error, assert_usage_error
 from tests.httpserver import FileServer, serve
 
 REPO = Path(__file__).resolve().parent.parent
@@ -690,6 +690,6 @@ def test_vit_tv_dry_run_names_torchvisions_file_and_where_it_goes(server: FileSe
 
 
 def test_unknown_name_and_bad_mirror() -> None:
-    assert_one_line_error(run("imagenet"), r"unknown name 'imagenet': give a dataset \(bigearthnet, forestnet\)")
+    assert_usage_error(run("imagenet"), r"unknown name 'imagenet': give a dataset \(bigearthnet, forestnet\)")
     bad = run("forestnet", "--mirror", "ftp://example.org")
     assert bad.exit_code == 2 and "--mirror" in bad.output

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from rsir_cli.cli.app import app
 from rsir_cli.datasets import open_split
 from rsir_cli.datasets.folder import read_labels_csv
-from rsir_cli.errors import CorruptDataError, DataNotFoundError, UsageError
+from rsir_cli.errors import CorruptDataError, DataNotFoundError
 from tests.fakedata import write_raster
 
 PRITHVI = ("B02", "B03", "B04", "B8A", "B11", "B12")
@@ -95,7 +95,7 @@ def test_folder_errors(tmp_path: Path) -> None:
         open_split("folder", "all", tmp_path / "missing")
     root = tmp_path / "plain"
     _chips(root, described=False)
-    with pytest.raises(UsageError, match=r"Pass --bands with 6 1-based band numbers"):
+    with pytest.raises(DataNotFoundError, match=r"Pass --bands with 6 1-based band numbers"):
         open_split("folder", "all", root).check(PRITHVI)
 
 
@@ -121,11 +121,11 @@ def test_embed_a_folder_with_band_numbers_and_labels(tmp_path: Path, fake_encode
     np.testing.assert_array_equal(data.labels.argmax(axis=1), [0, 0, 1, 2, 2])
     assert data.attrs["dataset_options"]["band_indexes"] == dict(zip(PRITHVI, range(1, 7), strict=True))
     assert data.footprints.crs == ["EPSG:32633"] * 5 and len(written) == 5
-    # Wrong --bands for the model: one line, exit 1, nothing written.
+    # Wrong --bands for the model: a usage error (exit 2), one line, nothing written.
     bad = CliRunner().invoke(
         app,
         ["embed", "-m", fake_encoder, "--random-weights", "-d", "folder", "--data-dir", str(root), "--name", "bad",
          "--bands", "1,2,3", "--store", str(store)],
     )  # fmt: skip
-    assert bad.exit_code == 1 and "gives 3 band number(s) but fake reads 6 bands" in bad.output
+    assert bad.exit_code == 2 and "gives 3 band number(s) but fake reads 6 bands" in bad.output
     assert not (store / fake_encoder / "bad").exists()

@@ -54,13 +54,13 @@ def test_band_numbers_override_missing_descriptions(tmp_path: Path) -> None:
 
 def test_band_errors_say_what_the_file_has_and_what_the_model_needs(tmp_path: Path) -> None:
     three = write_raster(tmp_path / "three.tif", _bands(np.random.default_rng(2), 3), descriptions=["red", "", ""])
-    with pytest.raises(UsageError) as error:
+    with pytest.raises(DataNotFoundError) as error:
         open_raster(three).require(PRITHVI, "model prithvi")
     message = str(error.value)
     assert "3 band(s)" in message and "'red'" in message and "needs 6 bands" in message and "B8A" in message
 
     six = write_raster(tmp_path / "six.tif", _bands(np.random.default_rng(3), 6))
-    with pytest.raises(UsageError, match=r"descriptions do not name B02, B03, B04, B8A, B11, B12.*--bands"):
+    with pytest.raises(DataNotFoundError, match=r"descriptions do not name B02, B03, B04, B8A, B11, B12.*--bands"):
         open_raster(six).require(PRITHVI, "model prithvi")
     with pytest.raises(UsageError, match=r"band 9 for B12.*only 6 band\(s\)"):
         open_raster(six, band_map([1, 2, 3, 4, 5, 9], PRITHVI))
@@ -206,7 +206,7 @@ def test_bbox_and_window_select_regions(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="has no CRS"):
         query_chips(open_raster(no_crs), 20, bbox=(0, 0, 1, 1))
     tiny = write_raster(tmp_path / "tiny.tif", _bands(np.random.default_rng(6), 6, 1), descriptions=list(PRITHVI))
-    with pytest.raises(UsageError, match=r"1 x 1 px, smaller than half a patch"):
+    with pytest.raises(DataNotFoundError, match=r"1 x 1 px, smaller than half a patch"):
         query_chips(open_raster(tiny), 120)
 
 

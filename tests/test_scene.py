@@ -107,7 +107,7 @@ def test_a_multi_band_scene_file_with_band_numbers_labels_and_nodata(tmp_path: P
     labels = tmp_path / "labels.csv"
     labels.write_text("chip,labels\nmy_scene_r0_c1,forest\nmy_scene_r0_c2,water;forest\nmy_scene_r1_c0,\n"
                       "my_scene_r1_c1,water\nmy_scene_r1_c2,forest\nmy_scene_r0_c0,ignored\n")  # fmt: skip
-    with pytest.raises(UsageError, match=r"6 band\(s\) \[1: -, 2: -"):
+    with pytest.raises(DataNotFoundError, match=r"6 band\(s\) \[1: -, 2: -"):
         open_split("scene", "all", path).check(PRITHVI)
     numbers = {band: 6 - i for i, band in enumerate(PRITHVI)}  # the file holds B12 ... B02
     reader = open_split("scene", "all", path, band_indexes=numbers, labels=labels)

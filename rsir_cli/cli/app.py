@@ -14,15 +14,15 @@ from typer.exceptions import TyperException
 
 from rsir_cli import __version__
 from rsir_cli.cli import output
-from rsir_cli.errors import RsirError
+from rsir_cli.errors import RsirError, UsageError
 
 log = logging.getLogger("rsir_cli")
 
 
-def fail(message: str) -> typer.Exit:
-    """Print one red error line on stderr; return the exit (code 1) to raise."""
+def fail(message: str, code: int = 1) -> typer.Exit:
+    """Print one red error line on stderr; return the exit (code 1, or 2 for usage) to raise."""
     output.stderr.print(Text.assemble(("Error: ", "bold red"), message), highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def _debug() -> bool:
@@ -32,7 +32,8 @@ def _debug() -> bool:
 class RsirCommand(TyperCommand):
     """A Typer command whose errors are mapped once, here, to one clear line and an exit code.
 
-    Library errors (RsirError) exit 1 with their message; usage errors keep Typer's exit code 2.
+    Library errors (RsirError) exit 1 with their message; usage errors exit 2, whichever layer
+    notices them (Typer's own, or a UsageError raised by the library).
     """
 
     def invoke(self, ctx: Any) -> Any:
@@ -40,6 +41,10 @@ class RsirCommand(TyperCommand):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, TyperException):
             raise
+        except UsageError as error:
+            if _debug():
+                log.exception("traceback")
+            raise fail(str(error), code=2) from None
         except RsirError as error:
             if _debug():
                 log.exception("traceback")
