@@ -15,24 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from rsir_cli import metrics
 from rsir_cli.errors import StoreError, UsageError
-from rsir_cli.hashing import (
-    LEARNED_METHODS,
-    METHODS,
-    SEEDED_METHODS,
-    code_name,
-    fit_source,
-    hasher_from_codes,
-    make_hasher,
-    paper_seeds,
-    same_hasher,
-)
+from rsir_cli.hashing import METHODS, SEEDED_METHODS, CodeSpec, make_hasher, paper_seeds
 from rsir_cli.progress import NULL_PROGRESS, Progress
 from rsir_cli.search.base import DISTANCES
 from rsir_cli.store import DATABASE_SPLIT, QUERY_SPLIT, EmbeddingStore
+from rsir_cli.stored_codes import codes_for_search
 
 log = logging.getLogger(__name__)
 
@@ -329,7 +318,7 @@ def _evaluate_pair(
         db_labels = database.labels if label_set is None else label_set.convert(database.labels)
         labelled[name] = (q_labels, db_labels, metrics.total_relevant(q_labels, db_labels, match))
     title = DATASET_TITLES.get(dataset, dataset)
-    fingerprints: dict[str, str] = {}  # the database digest, computed once if a learned hasher needs it
+    fit_cache: dict[str, Any] = {}  # the database digest, read once if a learned hasher needs it
     for spec in specs:
         per_seed: dict[str, list[dict[str, float]]] = {name: [] for name in labelled}
         bits = spec.bits
@@ -338,10 +327,12 @@ def _evaluate_pair(
             if spec.method == FLOAT_METHOD:
                 q_vectors, db_vectors = queries.embeddings, database.embeddings
             else:
-                q_vectors, db_vectors, bits, source = _codes(
-                    store, model, dataset, spec.method, spec.bits, seed, queries.embeddings, database.embeddings,
-                    fingerprints,
+                code = CodeSpec.of(make_hasher(spec.method, spec.bits, seed, db_dim))
+                q_vectors, db_vectors, source = codes_for_search(
+                    store, model, dataset, (QUERY_SPLIT, DATABASE_SPLIT), code,
+                    (queries.embeddings, database.embeddings), fit_cache,
                 )  # fmt: skip
+                bits = code.bits
             index = index_class(spec.distance, device)
             index.add(db_vectors)
             ranking = index.search(q_vectors, k, progress).indices
@@ -369,71 +360,3 @@ def _evaluate_pair(
                     codes=source,
                 )
             )
-
-
-def _codes(
-    store: EmbeddingStore,
-    model: str,
-    dataset: str,
-    method: str,
-    bits: int | None,
-    seed: int | None,
-    q_embeddings: np.ndarray,
-    db_embeddings: np.ndarray,
-    fingerprints: dict[str, str],
-) -> tuple[np.ndarray, np.ndarray, int, str]:
-    """Codes of queries and database: the stored ones when current, else hashed in memory (not written)."""
-    dim = db_embeddings.shape[1]
-    hasher = make_hasher(method, bits, seed, dim)
-    fingerprint = ""
-    if hasher.learned:
-        if "database" not in fingerprints:
-            fingerprints["database"] = fit_source(db_embeddings)
-        fingerprint = fingerprints["database"]
-    name = code_name(hasher.method, hasher.bits, hasher.seed)
-    stored = _stored_codes(store, model, dataset, name, hasher, len(q_embeddings), len(db_embeddings), fingerprint)
-    if stored is not None:
-        return stored[0], stored[1], hasher.bits, "store"
-    if hasher.learned:
-        hasher.fit(db_embeddings, fitted_on=DATABASE_SPLIT, fit_source=fingerprint)
-    return hasher.transform(q_embeddings), hasher.transform(db_embeddings), hasher.bits, "memory"
-
-
-def _stored_codes(
-    store: EmbeddingStore,
-    model: str,
-    dataset: str,
-    name: str,
-    expected: Any,
-    q_rows: int,
-    db_rows: int,
-    fingerprint: str,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    try:
-        if name not in store.code_names(model, dataset, QUERY_SPLIT) or name not in store.code_names(
-            model, dataset, DATABASE_SPLIT
-        ):
-            return None
-        q_codes = store.read_codes(model, dataset, QUERY_SPLIT, name)
-        db_codes = store.read_codes(model, dataset, DATABASE_SPLIT, name)
-        q_hasher, db_hasher = hasher_from_codes(q_codes), hasher_from_codes(db_codes)
-    except StoreError as error:
-        log.info("stored codes %s of %s/%s unusable (%s); hashing in memory", name, model, dataset, error)
-        return None
-    current = (
-        len(q_codes.bits) == q_rows
-        and len(db_codes.bits) == db_rows
-        and same_hasher(q_hasher, db_hasher)
-        and all(q_hasher.attrs()[key] == expected.attrs()[key] for key in ("method", "bits", "seed", "dim"))
-        and (
-            expected.method not in LEARNED_METHODS
-            or (db_hasher.fitted_on == DATABASE_SPLIT and db_hasher.fit_source == fingerprint)
-        )
-        and q_codes.bits.shape[1] * 8 == expected.bits
-    )
-    if not current:
-        log.info(
-            "stored codes %s of %s/%s are stale; hashing in memory (run `rsir hash` to refresh)", name, model, dataset
-        )
-        return None
-    return q_codes.bits, db_codes.bits

@@ -23,15 +23,13 @@ is hashed identically (:func:`hasher_from_codes`).
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Sequence
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from rsir_cli.errors import StoreError, UsageError
-from rsir_cli.progress import NULL_PROGRESS, Progress
 
 if TYPE_CHECKING:
     from rsir_cli.store import Codes
@@ -47,6 +45,8 @@ LEARNED_METHODS = ("pca", "itq")
 SEED_STEP = 42
 DEFAULT_SEED = 42
 HASHER_VERSION = 1
+#: the longest codes rsir makes (beyond this, codes cost more than the float embeddings they replace)
+MAX_BITS = 8192
 ITQ_ITERATIONS = 50
 # Rows hashed per step: bounds the float64 temporaries to ~100 MB at 768 dims.
 _BLOCK_ROWS = 16384
@@ -59,9 +59,41 @@ def paper_seeds(count: int) -> list[int]:
     return [SEED_STEP * i for i in range(1, count + 1)]
 
 
-def code_name(method: str, bits: int, seed: int | None) -> str:
-    """The store name of a code table: ``trivial-32``, ``binary-768``, ``lsh-32-s42``."""
-    return f"{method}-{bits}" + (f"-s{seed}" if seed is not None and method in SEEDED_METHODS else "")
+@dataclass(frozen=True)
+class CodeSpec:
+    """Which code table: a method, its code length and (for seeded methods) its seed.
+
+    Its :attr:`name` is the table's name in the store (``trivial-32``, ``binary-768``,
+    ``lsh-32-s42``); :meth:`parse` reads one back. These two are the only places that spell it.
+    """
+
+    method: str
+    bits: int
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in SEEDED_METHODS:
+            object.__setattr__(self, "seed", None)
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-{self.bits}" + (f"-s{self.seed}" if self.seed is not None else "")
+
+    @classmethod
+    def parse(cls, name: str) -> CodeSpec | None:
+        """``"lsh-32-s42"`` -> ``CodeSpec("lsh", 32, 42)``; None for a name that is not a code table's."""
+        match = _CODE_NAME.fullmatch(name)
+        if not match or match.group("method") not in METHODS:
+            return None
+        seed = match.group("seed")
+        return cls(match.group("method"), int(match.group("bits")), int(seed) if seed is not None else None)
+
+    @classmethod
+    def of(cls, hasher: Hasher) -> CodeSpec:
+        return cls(hasher.method, hasher.bits, hasher.seed)
+
+
+_CODE_NAME = re.compile(r"(?P<method>[a-z]+)-(?P<bits>\d+)(?:-s(?P<seed>\d+))?")
 
 
 def pack(bits: np.ndarray) -> np.ndarray:
@@ -150,7 +182,7 @@ class Hasher:
 
     @property
     def name(self) -> str:
-        return code_name(self.method, self.bits, self.seed)
+        return CodeSpec.of(self).name
 
     # -------------------------------------------------------------------------- for subclasses
     def _check(self, embeddings: np.ndarray) -> np.ndarray:
@@ -240,7 +272,7 @@ class _LinearHasher(Hasher):
         if mean.shape != (self.dim,) or projection.shape != (self.dim, self.bits):
             raise StoreError(
                 f"stored {self.method} parameters have shapes {mean.shape} and {projection.shape}, "
-                f"expected {(self.dim,)} and {(self.dim, self.bits)}; run `rsir hash --force`"
+                f"expected {(self.dim,)} and {(self.dim, self.bits)}: the code table is damaged; hash it again with --force"
             )
         self.mean, self.projection = mean, projection
         self._fitted = True
@@ -333,6 +365,11 @@ def make_hasher(method: str, bits: int | None, seed: int | None, dim: int) -> Ha
         raise UsageError(f"--bits is required for {key} (for example --bits 32)")
     if bits < 8 or bits % 8:
         raise UsageError(f"--bits {bits}: codes are stored in whole bytes, so bits must be a positive multiple of 8")
+    if bits > MAX_BITS and key != "binary":
+        raise UsageError(
+            f"--bits {bits} is more than rsir takes ({MAX_BITS}): codes that long are larger than the float "
+            f"embeddings they stand for; binary codes are short (32 to {4 * dim} bits)"
+        )
     if key == "binary" and dim % 8:
         raise UsageError(f"binary codes need an embedding dimension that is a multiple of 8, got {dim}")
     if key == "trivial" and dim % bits:
@@ -352,7 +389,9 @@ def hasher_from_attrs(attrs: dict[str, Any], params: dict[str, np.ndarray]) -> H
         method = str(attrs["method"])
         bits, dim = int(attrs["bits"]), int(attrs["dim"])
     except (KeyError, TypeError, ValueError) as error:
-        raise StoreError(f"stored hasher attributes are incomplete ({error}); run `rsir hash --force`") from None
+        raise StoreError(
+            f"stored hasher attributes are incomplete ({error}): the code table is damaged; hash it again with --force"
+        ) from None
     seed = attrs.get("seed")
     seed = None if seed in (None, "") else int(seed)
     hasher = make_hasher(method, bits, seed, dim)
@@ -364,7 +403,9 @@ def hasher_from_attrs(attrs: dict[str, Any], params: dict[str, np.ndarray]) -> H
     if hasher.learned or params:
         missing = [key for key in hasher.params() if key not in params]
         if missing:
-            raise StoreError(f"stored {method} hasher lacks {', '.join(missing)}; run `rsir hash --force`")
+            raise StoreError(
+                f"stored {method} hasher lacks {', '.join(missing)}: the code table is damaged; hash it again with --force"
+            )
         hasher._load_params(params)
     return hasher
 
@@ -383,19 +424,6 @@ def same_hasher(a: Hasher, b: Hasher) -> bool:
     return pa.keys() == pb.keys() and all(np.array_equal(pa[key], pb[key]) for key in pa)
 
 
-# ------------------------------------------------------------------------------ the store, `rsir hash`
-def fit_source(embeddings: np.ndarray) -> str:
-    """A digest of the embeddings a hasher is fitted on: stored codes of a re-embedded split are stale."""
-    import hashlib
-
-    digest = hashlib.blake2b(digest_size=16)
-    data = np.ascontiguousarray(embeddings, dtype=np.float32)
-    digest.update(str(data.shape).encode())
-    for start in range(0, len(data), _BLOCK_ROWS * 4):
-        digest.update(data[start : start + _BLOCK_ROWS * 4].tobytes())
-    return "blake2b:" + digest.hexdigest()
-
-
 def seeds_for(method: str, seed: int | None = None, seeds: int | None = None) -> list[int | None]:
     """The seeds to hash with: ``[None]`` for unseeded methods, else ``--seed`` or the paper's first ``--seeds``."""
     if seed is not None and seeds is not None:
@@ -405,162 +433,3 @@ def seeds_for(method: str, seed: int | None = None, seeds: int | None = None) ->
     if seed is not None:
         return [seed]
     return list(paper_seeds(seeds)) if seeds is not None else [DEFAULT_SEED]
-
-
-@dataclass
-class HashResult:
-    """What ``rsir hash`` did to one split's code table."""
-
-    model: str
-    dataset: str
-    split: str
-    code: str
-    rows: int
-    state: str  # written | exists | skipped (...)
-    seconds: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "dataset": self.dataset,
-            "split": self.split,
-            "code": self.code,
-            "rows": self.rows,
-            "state": self.state,
-            "seconds": round(self.seconds, 3),
-        }
-
-
-def _expected_attrs(hasher: Hasher, fit_split: str, fit_rows: int, fit_fingerprint: str) -> dict[str, Any]:
-    attrs = hasher.attrs()
-    if hasher.learned:
-        attrs.update(fitted_on=fit_split, fit_rows=fit_rows, fit_source=fit_fingerprint)
-    return attrs
-
-
-def _is_current(stored: dict[str, Any], expected: dict[str, Any], keys: tuple[str, ...]) -> bool:
-    def norm(value: Any) -> Any:
-        return "" if value is None else str(value)
-
-    return all(norm(stored.get(key)) == norm(expected.get(key)) for key in keys)
-
-
-def hash_store(
-    store: Any,
-    method: str,
-    bits: int | None,
-    seeds: Sequence[int | None],
-    model: str | None = None,
-    dataset: str | None = None,
-    force: bool = False,
-    progress: Progress = NULL_PROGRESS,
-) -> list[HashResult]:
-    """Hash every split of every (model, dataset) in the store (or the one asked for) and store the codes.
-
-    Learned hashers are fitted on the database split (``test``), or on the only split of a
-    single-split archive, and applied unchanged to every split. A code table whose hasher
-    attributes (and source data) are unchanged is left alone unless ``force``.
-
-    Raises:
-        UsageError: bad method or bits (checked for every entry before any work).
-        StoreError: nothing in the store matches, or no split to fit a learned hasher on.
-    """
-    from rsir_cli.store import DATABASE_SPLIT
-
-    method = method.strip().lower()
-    summaries = [
-        s
-        for s in store.summaries()
-        if (model is None or s.model == model) and (dataset is None or s.dataset == dataset) and not s.error
-    ]
-    if not summaries:
-        what = "/".join(x for x in (model, dataset) if x) or "any model"
-        raise StoreError(
-            f"the store {store.root} holds no embeddings for {what}; run `rsir embed --model ... --dataset ...` first"
-            + (f" (or pass --store; `rsir info --store {store.root}` lists what it holds)" if model or dataset else "")
-        )
-    pairs: dict[tuple[str, str], list[Any]] = {}
-    for s in summaries:
-        pairs.setdefault((s.model, s.dataset), []).append(s)
-    # Check every entry's options first, so a bad --bits fails before anything is written.
-    plans = []
-    for (model_name, dataset_name), splits in pairs.items():
-        dims = {s.dim for s in splits if s.rows}
-        if len(dims) > 1:
-            raise StoreError(
-                f"{model_name}/{dataset_name}: the splits have different embedding dims ({sorted(dims)}); "
-                "re-embed them with the same model"
-            )
-        dim = dims.pop() if dims else splits[0].dim
-        hashers = [make_hasher(method, bits, seed, dim) for seed in seeds]
-        names = {s.split for s in splits}
-        fit_split = DATABASE_SPLIT if DATABASE_SPLIT in names else (splits[0].split if len(splits) == 1 else None)
-        if hashers[0].learned and fit_split is None:
-            raise StoreError(
-                f"{model_name}/{dataset_name} has splits {', '.join(sorted(names))} but no {DATABASE_SPLIT!r} split "
-                f"to fit {method} on; embed it with `rsir embed --model {model_name} --dataset {dataset_name} "
-                f"--split {DATABASE_SPLIT}`"
-            )
-        plans.append((model_name, dataset_name, splits, hashers, fit_split))
-
-    total = sum(len(splits) * len(hashers) for _, _, splits, hashers, _ in plans)
-    task = progress.task(f"hash {method}", total=total, unit="tables")
-    results: list[HashResult] = []
-    keys = ("method", "bits", "seed", "dim", "fitted_on", "fit_rows", "fit_source", "hasher_version")
-    try:
-        for model_name, dataset_name, splits, hashers, fit_split in plans:
-            fit_rows, fingerprint = 0, ""
-            fit_data: np.ndarray | None = None
-            if fit_split is not None and hashers[0].learned:
-                fit_data = store.read(model_name, dataset_name, fit_split).embeddings
-                fit_rows, fingerprint = len(fit_data), fit_source(fit_data)
-            for hasher in hashers:
-                expected = _expected_attrs(hasher, fit_split or "", fit_rows, fingerprint)
-                todo = []
-                for s in splits:
-                    if not s.complete:
-                        results.append(
-                            HashResult(model_name, dataset_name, s.split, hasher.name, s.rows, "skipped (incomplete)")
-                        )
-                        task.advance(1)
-                        continue
-                    current = False
-                    if not force and hasher.name in s.codes:
-                        codes = store.read_codes(model_name, dataset_name, s.split, hasher.name)
-                        current = len(codes.bits) == s.rows and _is_current(codes.hasher_attrs, expected, keys)
-                    if current:
-                        results.append(HashResult(model_name, dataset_name, s.split, hasher.name, s.rows, "exists"))
-                        task.advance(1)
-                    else:
-                        todo.append(s)
-                if not todo:
-                    continue
-                began = time.perf_counter()
-                if hasher.learned and fit_data is not None:
-                    hasher.fit(fit_data, fitted_on=fit_split or "", fit_source=fingerprint)
-                fit_seconds = time.perf_counter() - began
-                for s in todo:
-                    began = time.perf_counter()
-                    data = fit_data if s.split == fit_split and fit_data is not None else None
-                    if data is None:
-                        data = store.read(model_name, dataset_name, s.split).embeddings
-                    codes = hasher.transform(data)
-                    store.write_codes(
-                        model_name,
-                        dataset_name,
-                        s.split,
-                        hasher.name,
-                        codes,
-                        attrs={"n_bits": hasher.bits, "method": hasher.method, "seed": hasher.seed, "rows": len(codes)},
-                        hasher=hasher.params(),
-                        hasher_attrs=hasher.attrs(),
-                    )
-                    seconds = time.perf_counter() - began + fit_seconds
-                    fit_seconds = 0.0
-                    results.append(
-                        HashResult(model_name, dataset_name, s.split, hasher.name, len(codes), "written", seconds)
-                    )
-                    task.advance(1)
-    finally:
-        task.close()
-    return results

@@ -133,50 +133,6 @@ def resolve_entry(
     )
 
 
-def _find_code(
-    store: EmbeddingStore,
-    model: str,
-    dataset: str,
-    split: str,
-    method: str,
-    bits: int | None,
-    seed: int | None,
-    dim: int,
-) -> str:
-    from rsir_cli.hashing import DEFAULT_SEED, METHODS, SEEDED_METHODS, code_name
-
-    method = method.strip().lower()
-    if method not in METHODS:
-        raise UsageError(f"unknown hash method {method!r}; choose one of none, {', '.join(METHODS)}")
-    available = store.code_names(model, dataset, split)
-    if method == "binary" and bits is None:
-        bits = dim
-    if bits is not None:
-        wanted = code_name(
-            method, bits, seed if seed is not None else DEFAULT_SEED if method in SEEDED_METHODS else None
-        )
-        if wanted in available:
-            return wanted
-    candidates = [
-        name
-        for name in available
-        if name.split("-")[0] == method
-        and (bits is None or name.split("-")[1:2] == [str(bits)])
-        and (seed is None or name.endswith(f"-s{seed}"))
-    ]
-    if len(candidates) == 1:
-        return candidates[0]
-    what = f"{method}" + (f" {bits}-bit" if bits else "") + (f" seed {seed}" if seed is not None else "")
-    if not candidates:
-        raise StoreError(
-            f"the store has no {what} codes for {model}/{dataset}/{split} (it has: {', '.join(available) or 'none'}); "
-            f"run `rsir hash --model {model} --dataset {dataset} --hash {method}"
-            + (f" --bits {bits}" if bits else "")
-            + "` first"
-        )
-    raise UsageError(f"several {what} code tables match ({', '.join(candidates)}); pick one with --bits / --seed")
-
-
 def open_database(
     store: EmbeddingStore,
     *,
@@ -207,8 +163,9 @@ def open_database(
             raise UsageError(f"binary codes are compared by Hamming distance, not {distance}")
         data = store.read(model, dataset, split, embeddings=False, footprints=True)
         from rsir_cli.hashing import hasher_from_codes
+        from rsir_cli.stored_codes import find_code
 
-        code = _find_code(
+        code = find_code(
             store, model, dataset, split, str(hash_method), bits, seed, int(data.attrs.get("embedding_dim") or 0)
         )
         codes = store.read_codes(model, dataset, split, code)

@@ -189,6 +189,19 @@ def test_stored_codes_and_in_memory_codes_give_the_same_numbers(store: Path) -> 
         assert (a["column"], a["method"]) == (b["column"], b["method"])
         assert a["per_seed"] == b["per_seed"]
 
+    # Re-embedding the query split makes its tables stale, for evaluate and hash alike (one rule):
+    # evaluate hashes in memory again, and hash rewrites exactly the val tables of that dataset.
+    data = EmbeddingStore(store)
+    val = data.read("alpha", "forestnet", "val")
+    write_split(store, "alpha", "forestnet", "val", val.embeddings[::-1].copy(), val.labels, overwrite=True)
+    stale = json.loads(run(*args).stdout)["results"]
+    assert {(c["dataset"], c["codes"]) for c in stale} == {("bigearthnet", "store"), ("forestnet", "memory")}
+    rehash = run("hash", "--store", store, "--model", "alpha", "--method", "itq", "--bits", "16", "--seeds", "2",
+                 "--json")  # fmt: skip
+    results = json.loads(rehash.stdout)["results"]
+    written = {(r["dataset"], r["split"]) for r in results if r["state"] == "written"}
+    assert written == {("forestnet", "val")}
+
 
 def test_match_exact_and_distance_options(store: Path) -> None:
     any_result = run("evaluate", "--store", store, "--model", "alpha", "--dataset", "bigearthnet", "--hash", "none",

@@ -10,7 +10,7 @@ import pytest
 
 from rsir_cli import hashing
 from rsir_cli.errors import UsageError
-from rsir_cli.hashing import code_name, hasher_from_codes, make_hasher, pack, unpack
+from rsir_cli.hashing import CodeSpec, hasher_from_codes, make_hasher, pack, unpack
 from rsir_cli.store import EmbeddingStore
 
 REPO = Path(__file__).resolve().parent.parent
@@ -158,10 +158,16 @@ def test_itq_lowers_the_quantisation_error_of_pca() -> None:
 
 
 def test_code_names_and_packing() -> None:
-    assert code_name("trivial", 32, None) == "trivial-32"
-    assert code_name("binary", 768, None) == "binary-768"
-    assert code_name("lsh", 32, 42) == "lsh-32-s42"
-    assert code_name("itq", 64, 84) == "itq-64-s84"
+    names = {"trivial-32": ("trivial", 32, None), "binary-768": ("binary", 768, None), "lsh-32-s42": ("lsh", 32, 42),
+             "itq-64-s84": ("itq", 64, 84)}  # fmt: skip
+    for name, (method, bits, seed) in names.items():
+        assert CodeSpec(method, bits, seed).name == name and CodeSpec.parse(name) == CodeSpec(method, bits, seed)
+    assert CodeSpec("trivial", 32, 42).name == "trivial-32"  # unseeded methods drop a seed
+    assert make_hasher("lsh", 32, 7, 64).name == "lsh-32-s7"
+    for other in ("lsh-32-s42.tmp", "sh-32", "trivial", "trivial-x", "x-8"):
+        assert CodeSpec.parse(other) is None
+    with pytest.raises(UsageError, match="more than rsir takes"):
+        make_hasher("lsh", 1048576, 42, 64)
     assert make_hasher("pca", 32, 42, 64).name == "pca-32"  # pca ignores seeds
     bits = np.array([[1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 0]], dtype=np.uint8)
     np.testing.assert_array_equal(pack(bits), [[129, 254]])

@@ -57,8 +57,9 @@ def hash_embeddings(
 
         rsir hash --method binary
     """
-    from rsir_cli.hashing import hash_store, seeds_for
+    from rsir_cli.hashing import seeds_for
     from rsir_cli.store import EmbeddingStore
+    from rsir_cli.stored_codes import hash_store
 
     method = method.strip().lower()
     seed_list = seeds_for(method, seed, seeds)
