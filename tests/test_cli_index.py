@@ -12,8 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from rsir_cli.cli.app import app
-from rsir_cli.stored_codes import hash_store
 from rsir_cli.store import EmbeddingStore
+from rsir_cli.stored_codes import hash_store
 
 VAL, TEST, DIM = 12, 300, 64
 

@@ -32,8 +32,8 @@ def scene_store(tmp_path_factory: pytest.TempPathFactory, sentinel2_scene: Path)
     embedded alone is computed bit for bit like its database row), plus trivial 32-bit codes."""
     import tests.plugins.fake_encoder  # noqa: F401  (registers the fake model in this process)
     from rsir_cli.embedding import EmbedOptions, embed_split
-    from rsir_cli.stored_codes import hash_store
     from rsir_cli.models import build_encoder, get_model_config
+    from rsir_cli.stored_codes import hash_store
 
     store = EmbeddingStore(tmp_path_factory.mktemp("scene-store"))
     reader = open_split("scene", "all", sentinel2_scene, dataset_name="s2")
