@@ -39,15 +39,23 @@ def is_tmp_name(name: str) -> bool:
 
 
 def fsync_dir(folder: Path) -> None:
-    """Make a rename or unlink in ``folder`` durable (a no-op where folders cannot be opened)."""
+    """Make a rename or unlink in ``folder`` durable (a no-op where folders cannot be opened or synced).
+
+    Raises:
+        DiskFullError: the file system has no room to record the change.
+        OSError: it failed to record it (e.g. EIO).
+    """
     try:
         fd = os.open(folder, os.O_RDONLY)
     except OSError:
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as error:
+        if is_disk_full(error):
+            raise disk_full(error, Path(folder) / ".") from None
+        if error.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF, errno.EACCES):
+            raise
     finally:
         os.close(fd)
 
@@ -124,7 +132,7 @@ def remove_stale_tmp(folder: Path) -> list[Path]:
     for entry in Path(folder).iterdir():
         if is_tmp_name(entry.name) and entry.is_file():
             pid = entry.name[: -len(TMP_SUFFIX)].rsplit(".", 1)[-1]
-            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            if pid.isdigit() and int(pid) != os.getpid() and process_alive(int(pid)):
                 continue  # another live process is writing it
             with contextlib.suppress(OSError):
                 entry.unlink()
@@ -132,7 +140,8 @@ def remove_stale_tmp(folder: Path) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether a process with this id runs (on this machine)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -184,7 +193,7 @@ def require_free(path: Path, needed: int, what: str) -> None:
         DiskFullError: naming how much is needed and how much is free.
     """
     free, probe = free_bytes(path)
-    margin = 1 << 20
+    margin = max(64 << 10, needed // 100)  # file-system and HDF5 overhead
     if needed + margin > free:
         raise DiskFullError(
             f"{what} needs about {format_bytes(needed)} but only {format_bytes(free)} is free on the disk holding "

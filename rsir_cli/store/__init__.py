@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +57,7 @@ from rsir_cli.store.runs import (
     SplitWriter,
     combine_digests,
     partial_progress,
+    remove_debris,
     row_bytes,
 )
 
@@ -165,8 +167,10 @@ def _rows(attrs: Mapping[str, Any]) -> int:
 class EmbeddingStore:
     """A directory of store files. Cheap to construct; touches the disk only when asked."""
 
-    def __init__(self, root: str | Path, *, commit_seconds: float = DEFAULT_COMMIT_SECONDS) -> None:
+    def __init__(self, root: str | Path, *, commit_seconds: float | None = None) -> None:
         self.root = Path(root)
+        if commit_seconds is None:  # RSIR_COMMIT_SECONDS: how often a run commits (0: every batch)
+            commit_seconds = float(os.environ.get("RSIR_COMMIT_SECONDS") or DEFAULT_COMMIT_SECONDS)
         self.commit_seconds = commit_seconds
 
     # ----------------------------------------------------------------------------------- paths
@@ -298,6 +302,7 @@ class EmbeddingStore:
         lock = RunLock(folder)
         lock.acquire()
         try:
+            remove_debris(location.folder)
             writer = SplitWriter(
                 final,
                 folder,
@@ -533,6 +538,7 @@ class EmbeddingStore:
         if len(bits) != rows:
             more = "more" if rows > len(bits) else "fewer"
             raise StoreError(f"{len(bits)} codes for a split of {more} rows ({rows}, {location.folder})")
+        fileio.remove_stale_tmp(path.parent)
         code_tables.write_table(
             path,
             bits,

@@ -23,6 +23,7 @@ import datetime as dt
 import hashlib
 import logging
 import os
+import re
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -121,8 +122,9 @@ class RunLock:
             except FileNotFoundError:
                 same = False
             if same:
-                os.ftruncate(fd, 0)
-                os.pwrite(fd, str(os.getpid()).encode(), 0)
+                with contextlib.suppress(OSError):  # the pid is for messages only (a full disk may refuse it)
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, str(os.getpid()).encode(), 0)
                 self._fd = fd
                 return
             os.close(fd)
@@ -412,6 +414,20 @@ class SplitWriter:
 
 def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def remove_debris(folder: Path) -> None:
+    """Remove what killed runs left in a split's folder: temporary files, finished runs' folders."""
+    fileio.remove_stale_tmp(folder)
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        match = _DONE.match(entry.name)
+        if match and entry.is_dir() and not fileio.process_alive(int(match.group(1))):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+_DONE = re.compile(r"^\..+\.partial\.done-(\d+)$")
 
 
 def partial_progress(folder: Path) -> tuple[int, dict[str, Any] | None]:
