@@ -28,10 +28,7 @@ their label names, native footprints and code tables, bit for bit; other files i
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
-import mmap
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rsir_cli import arrow_columns
 from rsir_cli.errors import CorruptDataError, DataNotFoundError, ImportFormatError
 from rsir_cli.geoparquet import CODE_PREFIX, RSIR_FORMAT, RSIR_KEY, EmbeddingTable
 from rsir_cli.wkb import quad_corners_many
@@ -52,6 +50,14 @@ GEOMETRY_NAMES = ("geometry", "geom", "wkb_geometry")
 ID_NAMES = ("id", "chip_id", "tile_id", "sample_id", "patch_id", "name", "key")
 LABEL_NAMES = ("labels", "label", "classes", "class")
 DATE_NAMES = ("date", "datetime", "acquisition_date", "time", "timestamp")
+OPTION_NAMES = {
+    "id": "id_column=NAME",
+    "embedding": "embedding_column=NAME",
+    "geometry": "geometry_column=NAME",
+    "labels": "label_column=NAME",
+    "date": "date_column=NAME",
+    "geometry_crs": "geometry_crs=CRS",
+}
 # Rows decoded at a time: 4096 x 768 float32 is 12.6 MB, and Parquet's list decoding needs a few
 # times that; small enough to keep an import's memory flat, large enough to cost nothing in speed.
 BLOCK_ROWS = 4096
@@ -69,11 +75,11 @@ class GeoParquetInfo:
     columns: dict[str, str | None]  # role (id, embedding, geometry, labels, date) -> column
     label_names: list[str]
     code_names: list[str]
-    rsir: dict[str, Any] | None  # rsir's own metadata (None for another tool's file)
-    geo: dict[str, Any] | None  # the GeoParquet metadata
+    rsir: dict[str, Any] | None = field(repr=False)  # rsir's own metadata (None for another tool's file)
+    geo: dict[str, Any] | None = field(repr=False)  # the GeoParquet metadata
     geometry_crs: str | None  # the footprints' source CRS (None: no geometry)
     ids_generated: bool
-    file_metadata: dict[str, Any] = field(default_factory=dict)  # every key/value, JSON decoded
+    file_metadata: dict[str, Any] = field(default_factory=dict, repr=False)  # every key/value, JSON decoded
 
     @property
     def foreign(self) -> bool:
@@ -86,29 +92,6 @@ class GeoParquetInfo:
         if self.rsir is not None:
             return dict(self.rsir.get("provenance") or {})
         return {"model": "imported", "source_file": self.path.name, "columns": dict(self.columns)}
-
-
-def _decode_metadata(raw: dict[bytes, bytes] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in (raw or {}).items():
-        name = key.decode("utf-8", "replace")
-        if name == "ARROW:schema":
-            continue
-        text = value.decode("utf-8", "replace")
-        try:
-            out[name] = json.loads(text)
-        except ValueError:
-            out[name] = text
-    return out
-
-
-def _is_numeric_list(kind: pa.DataType) -> bool:
-    import pyarrow as pa
-
-    if not (pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)):
-        return False
-    value = kind.value_type
-    return pa.types.is_floating(value) or pa.types.is_integer(value)
 
 
 class GeoParquetReader:
@@ -126,6 +109,7 @@ class GeoParquetReader:
         require_geometry: bool = True,
         geometry_crs: str | None = None,
         allow_non_finite: bool = False,
+        option_names: dict[str, str] | None = None,
     ) -> None:
         """Open ``path`` and check what can be checked before reading any embedding.
 
@@ -137,6 +121,9 @@ class GeoParquetReader:
             geometry_crs: the CRS of the geometry column (e.g. ``EPSG:3857``) where the file does
                 not say; overrides the ``geo`` metadata.
             allow_non_finite: accept NaN and infinite embedding values.
+            option_names: how messages name the options, by role (``id``, ``embedding``,
+                ``geometry``, ``labels``, ``date``, ``geometry_crs``): the CLI passes its own
+                (``{"embedding": "--embedding-column NAME"}``); the default names these keyword arguments.
 
         Raises:
             DataNotFoundError: ``path`` does not exist.
@@ -146,6 +133,7 @@ class GeoParquetReader:
         import pyarrow.parquet as pq
 
         self.path = Path(path)
+        self._options = {**OPTION_NAMES, **(option_names or {})}
         if not self.path.is_file():
             raise DataNotFoundError(f"{self.path} does not exist")
         try:
@@ -156,7 +144,7 @@ class GeoParquetReader:
         self.allow_non_finite = allow_non_finite
         schema = self._file.schema_arrow
         self._names = list(schema.names)
-        metadata = _decode_metadata(schema.metadata)
+        metadata = arrow_columns.decode_metadata(schema.metadata)
         geo = metadata.get("geo") if isinstance(metadata.get("geo"), dict) else None
         rsir = metadata.get(RSIR_KEY)
         rsir = rsir if isinstance(rsir, dict) and rsir.get("format") == RSIR_FORMAT else None
@@ -175,25 +163,25 @@ class GeoParquetReader:
         own = (rsir or {}).get("columns", {})
         embedding = pick("embedding", embedding_column or own.get("embedding"), EMBEDDING_NAMES)
         if embedding is None:
-            lists = [f.name for f in schema if _is_numeric_list(f.type)]
+            lists = [f.name for f in schema if arrow_columns.is_numeric_list(f.type)]
             if len(lists) != 1:
                 found = f"the numeric list columns are {', '.join(lists)}" if lists else "it has no numeric list column"
                 raise ImportFormatError(
                     f"{self.path.name}: cannot tell which column holds the embeddings ({found}); "
-                    f"name it (columns: {', '.join(self._names)})"
+                    f"pass {self._option('embedding')} (columns: {', '.join(self._names)})"
                 )
             embedding = lists[0]
-        if not _is_numeric_list(schema.field(embedding).type):
+        if not arrow_columns.is_numeric_list(schema.field(embedding).type):
             raise ImportFormatError(
                 f"{self.path.name}: column {embedding!r} is {schema.field(embedding).type}, not a list of numbers; "
-                "name the embedding column"
+                f"pass {self._option('embedding')}"
             )
         primary = (geo or {}).get("primary_column") if geometry_column is None else None
         geometry = pick("geometry", geometry_column or primary, GEOMETRY_NAMES)
         if geometry is None and require_geometry:
             raise ImportFormatError(
                 f"{self.path.name} has no geometry column (no GeoParquet 'geo' metadata and none named "
-                f"{', '.join(GEOMETRY_NAMES)}); name it (columns: {', '.join(self._names)})"
+                f"{', '.join(GEOMETRY_NAMES)}); pass {self._option('geometry')} (columns: {', '.join(self._names)})"
             )
         columns: dict[str, str | None] = {
             "id": pick("ids", id_column or own.get("id"), ID_NAMES),
@@ -239,6 +227,9 @@ class GeoParquetReader:
         self._store_order()
 
     # ------------------------------------------------------------------ checks before reading
+    def _option(self, role: str) -> str:
+        return self._options.get(role, role)
+
     def _geometry_crs(self, column: str, geo: dict[str, Any] | None, override: str | None) -> str:
         """``EPSG:4326`` for longitude/latitude, else a CRS string rasterio understands."""
         import pyarrow as pa
@@ -257,7 +248,7 @@ class GeoParquetReader:
         if described is None:
             raise ImportFormatError(
                 f"{self.path.name}: column {column!r} holds WKB but the file has no GeoParquet metadata for it, "
-                "so its CRS is unknown; name the CRS of the geometry (e.g. EPSG:4326)"
+                f"so its CRS is unknown; pass {self._option('geometry_crs')} (e.g. EPSG:4326)"
             )
         if described.get("encoding", "WKB").upper() != "WKB":
             raise ImportFormatError(
@@ -269,7 +260,8 @@ class GeoParquetReader:
         crs = described["crs"]
         if crs is None:
             raise ImportFormatError(
-                f"{self.path.name}: the CRS of geometry column {column!r} is undefined (crs: null); name it"
+                f"{self.path.name}: the CRS of geometry column {column!r} is undefined (crs: null); "
+                f"pass {self._option('geometry_crs')}"
             )
         if isinstance(crs, dict):
             ident = crs.get("id") or {}
@@ -297,7 +289,7 @@ class GeoParquetReader:
             return [f"row-{i}" for i in range(n)]
         values = self._column(column)
         if values.null_count:
-            first = int(np.flatnonzero(_nulls(values))[0])
+            first = int(np.flatnonzero(arrow_columns.nulls(values))[0])
             raise ImportFormatError(
                 f"{self.path.name}: id column {column!r} is null in row {first}; every row needs an id"
             )
@@ -308,7 +300,7 @@ class GeoParquetReader:
             count = len(ids) - len(set(ids))
             raise ImportFormatError(
                 f"{self.path.name}: id column {column!r} repeats ids ({count} duplicates, e.g. {repeated!r}); "
-                "ids must be unique: name another id column"
+                f"ids must be unique: pass {self._option('id')}"
             )
         return ids
 
@@ -318,7 +310,7 @@ class GeoParquetReader:
         names: set[str] = set()
         for batch in self._batches([column]):
             values = batch.column(0)
-            flat = values.flatten() if hasattr(values, "flatten") and _is_list(values.type) else values
+            flat = values.flatten() if hasattr(values, "flatten") and arrow_columns.is_list(values.type) else values
             names.update(str(v) for v in flat.unique().to_pylist() if v is not None)
         return sorted(names)
 
@@ -328,7 +320,7 @@ class GeoParquetReader:
         self._positions: np.ndarray | None = None
         if self._row_column is None:
             return
-        rows = _numpy(self._column(self._row_column)).astype(np.int64)
+        rows = arrow_columns.as_numpy(self._column(self._row_column)).astype(np.int64)
         n = len(rows)
         if not np.array_equal(np.sort(rows), np.arange(n)):
             raise CorruptDataError(f"{self.path.name}: its 'row' column is not a permutation of 0..{n - 1}")
@@ -388,7 +380,7 @@ class GeoParquetReader:
         assert self._store_rows is not None and self._positions is not None
         n = len(self._store_rows)
         small: list[EmbeddingTable] = []
-        spill: _Spill | None = None
+        spill: arrow_columns.Spill | None = None
         try:
             start = 0
             for batch in self._batches(self._wanted(), step):
@@ -397,7 +389,9 @@ class GeoParquetReader:
                 start += len(block)
                 arrays = {"embedding": block.embeddings, **block.codes}
                 if spill is None:
-                    spill = _Spill(n, {name: values.shape[1] * values.itemsize for name, values in arrays.items()})
+                    spill = arrow_columns.Spill(
+                        n, {name: values.shape[1] * values.itemsize for name, values in arrays.items()}
+                    )
                 for name, values in arrays.items():
                     spill.put(name, rows, values)
                 spill.release()
@@ -435,7 +429,7 @@ class GeoParquetReader:
         crs = bounds = None
         if self._native:
             crs = [c or "" for c in get["native_crs"].to_pylist()]
-            bounds = _struct_matrix(get["native_bounds"], ("left", "bottom", "right", "top"))
+            bounds = arrow_columns.struct_matrix(get["native_bounds"], ("left", "bottom", "right", "top"))
         codes = {}
         for name in self._code_names:
             values = get[CODE_PREFIX + name]
@@ -449,7 +443,7 @@ class GeoParquetReader:
             embeddings=embeddings,
             labels=self._labels(get.get(self._columns["labels"] or ""), n),
             label_names=list(self.info.label_names),
-            dates=_dates(get.get(self._columns["date"] or ""), n),
+            dates=arrow_columns.dates(get.get(self._columns["date"] or ""), n),
             lonlat=lonlat,
             crs=crs,
             bounds=bounds,
@@ -462,12 +456,12 @@ class GeoParquetReader:
 
         name = self._columns["embedding"]
         if column.null_count:
-            first = int(np.flatnonzero(_nulls(column))[0])
+            first = int(np.flatnonzero(arrow_columns.nulls(column))[0])
             raise ImportFormatError(f"{self.path.name}: embedding column {name!r} is null in row {ids[first]!r}")
         if pa.types.is_fixed_size_list(column.type):
             dim = column.type.list_size
         else:
-            lengths = _numpy(pc.list_value_length(column))
+            lengths = arrow_columns.as_numpy(pc.list_value_length(column))
             dim = int(lengths[0]) if len(lengths) else (self.info.dim or 0)
             odd = np.flatnonzero(lengths != dim)
             if len(odd):
@@ -484,10 +478,10 @@ class GeoParquetReader:
             )
         values = column.flatten()
         if values.null_count:
-            first = int(np.flatnonzero(_nulls(values))[0]) // max(dim, 1)
+            first = int(np.flatnonzero(arrow_columns.nulls(values))[0]) // max(dim, 1)
             raise ImportFormatError(f"{self.path.name}: embedding of row {ids[first]!r} holds null values")
         with np.errstate(over="ignore"):  # beyond float32's range: infinite, refused below
-            vectors = _numpy(values).astype(np.float32, copy=False).reshape(len(column), dim)
+            vectors = arrow_columns.as_numpy(values).astype(np.float32, copy=False).reshape(len(column), dim)
         if not self.allow_non_finite:
             bad = ~np.isfinite(vectors).all(axis=1)
             if bad.any():
@@ -500,9 +494,9 @@ class GeoParquetReader:
     def _footprints(self, column: pa.Array) -> np.ndarray:
         storage = getattr(column, "storage", column)
         n = len(storage)
-        valid = ~_nulls(storage)
+        valid = ~arrow_columns.nulls(storage)
         buffers = storage.buffers()
-        offset_type = np.int64 if storage.type.id == _large_binary_id() else np.int32
+        offset_type = np.int64 if storage.type.id == arrow_columns.large_binary_id() else np.int32
         offsets = np.frombuffer(buffers[1], offset_type)[storage.offset : storage.offset + n + 1]
         data = np.frombuffer(buffers[2], np.uint8) if buffers[2] is not None else np.zeros(0, np.uint8)
         try:
@@ -511,7 +505,7 @@ class GeoParquetReader:
             raise CorruptDataError(f"{self.path.name}: column {self._columns['geometry']!r}: {error}") from None
         if self.geometry_crs == "EPSG:4326":
             return corners
-        return _reproject(corners, self.geometry_crs or "")
+        return arrow_columns.reproject(corners, self.geometry_crs or "")
 
     def _labels(self, column: pa.Array | None, n: int) -> np.ndarray:
         """(n, C) multi-hot from a list<string> or string column (null: no label)."""
@@ -521,155 +515,20 @@ class GeoParquetReader:
         hot = np.zeros((n, len(self.info.label_names)), dtype=np.uint8)
         if column is None:
             return hot
-        if _is_list(column.type):
-            parents = _numpy(pc.list_parent_indices(column))
+        if arrow_columns.is_list(column.type):
+            parents = arrow_columns.as_numpy(pc.list_parent_indices(column))
             values = column.flatten()
         else:
             parents, values = np.arange(n), column
         values = values.cast(pa.string())
         index = pc.index_in(values, value_set=pa.array(self.info.label_names, pa.string()))
-        unknown = _nulls(index) & ~_nulls(values)
+        unknown = arrow_columns.nulls(index) & ~arrow_columns.nulls(values)
         if unknown.any():
             name = values[int(np.flatnonzero(unknown)[0])].as_py()
             raise CorruptDataError(f"{self.path.name}: label {name!r} is not among the file's label names")
-        known = ~_nulls(index)
-        hot[parents[known], _numpy(index.fill_null(0))[known].astype(np.int64)] = 1
+        known = ~arrow_columns.nulls(index)
+        hot[parents[known], arrow_columns.as_numpy(index.fill_null(0))[known].astype(np.int64)] = 1
         return hot
-
-
-_NUMPY_TYPES = {
-    "halffloat": np.float16, "float": np.float32, "double": np.float64,
-    "int8": np.int8, "int16": np.int16, "int32": np.int32, "int64": np.int64,
-    "uint8": np.uint8, "uint16": np.uint16, "uint32": np.uint32, "uint64": np.uint64,
-}  # fmt: skip
-
-
-def _numpy(array: pa.Array) -> np.ndarray:
-    """A numeric Arrow array without nulls as a numpy view.
-
-    Arrow's own ``to_numpy`` imports pandas when it is installed (half a second and 70 MB); the
-    buffers need nothing.
-    """
-    if array.null_count:
-        raise ValueError("_numpy takes arrays without nulls")
-    dtype = _NUMPY_TYPES.get(str(array.type))
-    if dtype is None:
-        raise ValueError(f"no numpy type for {array.type}")
-    values = np.frombuffer(array.buffers()[1], dtype=dtype)
-    return values[array.offset : array.offset + len(array)]
-
-
-def _nulls(array: pa.Array) -> np.ndarray:
-    """(N,) bool: which entries of an Arrow array are null."""
-    if not array.null_count:
-        return np.zeros(len(array), dtype=bool)
-    bitmap = np.frombuffer(array.buffers()[0], dtype=np.uint8)
-    bits = np.unpackbits(bitmap, bitorder="little")[array.offset : array.offset + len(array)]
-    return bits == 0
-
-
-def _is_list(kind: pa.DataType) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind)
-
-
-def _large_binary_id() -> int:
-    import pyarrow as pa
-
-    return pa.large_binary().id
-
-
-def _struct_matrix(column: pa.Array, names: tuple[str, ...]) -> np.ndarray:
-    """(N, len(names)) float64 of a struct column; NaN where the struct is null."""
-    out = np.stack([_numpy(column.field(k).fill_null(np.nan)).astype(np.float64) for k in names], axis=1)
-    if column.null_count:
-        out[_nulls(column)] = np.nan
-    return out
-
-
-def _dates(column: pa.Array | None, n: int) -> list[str]:
-    """ISO 8601 strings ("" unknown) from a string, date, timestamp or integer-year column."""
-    import pyarrow as pa
-
-    if column is None:
-        return [""] * n
-    kind = column.type
-    if pa.types.is_timestamp(kind) and kind.tz is not None:
-        column = column.cast(pa.timestamp(kind.unit, "UTC"))
-    values = column.to_pylist()
-    out = []
-    for value in values:
-        if value is None:
-            out.append("")
-        elif isinstance(value, _dt.datetime):
-            if value.tzinfo is not None:
-                value = value.astimezone(_dt.timezone.utc)
-            out.append(value.date().isoformat())
-        elif isinstance(value, _dt.date):
-            out.append(value.isoformat())
-        elif isinstance(value, int):
-            out.append(f"{value:04d}")
-        else:
-            out.append(str(value).strip())
-    return out
-
-
-def _reproject(corners: np.ndarray, crs: str) -> np.ndarray:
-    """(N, 4, 2) corners from ``crs`` to longitude/latitude (NaN rows stay NaN)."""
-    from rasterio.crs import CRS
-    from rasterio.errors import CRSError
-    from rasterio.warp import transform
-
-    out = np.full_like(corners, np.nan)
-    known = np.isfinite(corners).all(axis=(1, 2))
-    if not known.any():
-        return out
-    try:
-        source = CRS.from_user_input(crs)
-    except CRSError as error:
-        raise ImportFormatError(
-            f"the geometry's CRS {crs[:80]!r} is not one rasterio knows ({error}); name it"
-        ) from None
-    xy = corners[known].reshape(-1, 2)
-    lon, lat = transform(source, "EPSG:4326", xy[:, 0].tolist(), xy[:, 1].tolist())
-    out[known] = np.stack([np.asarray(lon), np.asarray(lat)], axis=1).reshape(-1, 4, 2)
-    return out
-
-
-class _Spill:
-    """Fixed-width row tables in a temporary file, written at scattered rows and read back in order.
-
-    The file is memory-mapped; after each block the written pages are synced and handed back to the
-    kernel (``MADV_DONTNEED``), so resident memory stays that of a block while the file holds all rows.
-    """
-
-    def __init__(self, rows: int, widths: dict[str, int]) -> None:
-        self._handle = tempfile.TemporaryFile(prefix="rsir-import-")
-        size = max(1, rows * sum(widths.values()))
-        self._handle.truncate(size)
-        self._map = mmap.mmap(self._handle.fileno(), size)
-        self._views: dict[str, np.ndarray] = {}
-        at = 0
-        for name, width in widths.items():
-            self._views[name] = np.frombuffer(self._map, np.uint8, count=rows * width, offset=at).reshape(rows, width)
-            at += rows * width
-
-    def put(self, name: str, rows: np.ndarray, values: np.ndarray) -> None:
-        self._views[name][rows] = np.ascontiguousarray(values).view(np.uint8).reshape(len(values), -1)
-
-    def get(self, name: str, begin: int, count: int, dtype: type) -> np.ndarray:
-        return self._views[name][begin : begin + count].copy().view(dtype)
-
-    def release(self) -> None:
-        # For a shared file mapping the kernel keeps dropped dirty pages in the page cache: no sync needed.
-        if hasattr(mmap, "MADV_DONTNEED"):  # not on Windows
-            self._map.madvise(mmap.MADV_DONTNEED)
-
-    def close(self) -> None:
-        self._views.clear()  # numpy views must go before the map can close
-        self._map.close()
-        self._handle.close()
 
 
 def open_geoparquet(path: str | Path, **options: Any) -> GeoParquetReader:
