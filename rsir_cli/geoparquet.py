@@ -41,9 +41,8 @@ The reader is :mod:`rsir_cli.geoparquet_read`; the STAC item beside a file is :m
 from __future__ import annotations
 
 import datetime as _dt
-import io
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rsir_cli import __version__
-from rsir_cli.fileio import write_chunks
+from rsir_cli.fileio import atomic_writer
 from rsir_cli.geo import Footprints
 from rsir_cli.progress import NULL_PROGRESS, Progress
 from rsir_cli.wkb import POLYGON_BYTES, encode_quads
@@ -196,16 +195,14 @@ class EmbeddingTable:
 
 
 def _gather(array: Any, rows: np.ndarray) -> np.ndarray:
-    """``array[rows]`` for any order of ``rows``, reading through a sorted index (h5py needs one)."""
+    """``array[rows]`` for rows in any order, read through sorted unique indices (as h5py needs)."""
     if len(rows) == 0:
         return np.asarray(array[0:0])
-    order = np.argsort(rows, kind="stable")
-    sorted_rows = rows[order]
-    unique, inverse = np.unique(sorted_rows, return_inverse=True)
+    unique, inverse = np.unique(rows, return_inverse=True)
     block = np.asarray(array[unique])
-    out = np.empty_like(block, shape=(len(rows), *block.shape[1:]))
-    out[order] = block[inverse]
-    return out
+    if len(unique) == len(rows) and np.array_equal(unique, rows):
+        return block
+    return block[inverse]
 
 
 def code_column(name: str) -> str:
@@ -406,31 +403,6 @@ def record_batch(table: EmbeddingTable, rows: np.ndarray, schema: pa.Schema) -> 
     return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
-class _Chunks(io.RawIOBase):
-    """A write-only sink that hands what the Parquet writer wrote so far to :func:`write_chunks`."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[bytes] = []
-        self.position = 0
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: Any) -> int:
-        chunk = bytes(data)
-        self.parts.append(chunk)
-        self.position += len(chunk)
-        return len(chunk)
-
-    def tell(self) -> int:
-        return self.position
-
-    def drain(self) -> Iterator[bytes]:
-        parts, self.parts = self.parts, []
-        yield from parts
-
-
 @dataclass
 class WriteResult:
     """What :func:`write_geoparquet` wrote."""
@@ -454,7 +426,7 @@ def write_geoparquet(
 ) -> WriteResult:
     """Write ``table`` as one GeoParquet 1.1 file (see the module doc for the columns and metadata).
 
-    The file is written to a temporary name and renamed into place (:func:`rsir_cli.fileio.write_chunks`),
+    The file is written to a temporary name and renamed into place (:func:`rsir_cli.fileio.atomic_writer`),
     so ``path`` holds the old file or the whole new one, never part of one. Only one row group of
     embeddings and codes is in memory at a time.
 
@@ -487,24 +459,22 @@ def write_geoparquet(
     dictionary_columns = ["labels", "date"] + (["native_crs"] if table.crs is not None else [])
     groups = [order[start : start + row_group_rows] for start in range(0, len(order), row_group_rows)]
 
-    def chunks() -> Iterator[bytes]:
-        sink = _Chunks()
-        task = progress.task(f"export {path.name}", total=len(table), unit="rows")
-        try:
-            with pq.ParquetWriter(
-                sink,
+    task = progress.task(f"export {path.name}", total=len(table), unit="rows")
+    try:
+        with (
+            atomic_writer(path) as handle,
+            pq.ParquetWriter(
+                handle,
                 schema,
                 compression="zstd",
                 compression_level=compression_level,
                 use_dictionary=dictionary_columns,
-            ) as writer:
-                for rows in groups:
-                    writer.write_batch(record_batch(table, rows, schema), row_group_size=len(rows))
-                    task.advance(len(rows))
-                    yield from sink.drain()
-            yield from sink.drain()
-        finally:
-            task.close()
-
-    size = write_chunks(path, chunks())
+            ) as writer,
+        ):
+            for rows in groups:
+                writer.write_batch(record_batch(table, rows, schema), row_group_size=len(rows))
+                task.advance(len(rows))
+    finally:
+        task.close()
+    size = path.stat().st_size
     return WriteResult(path, len(table), len(groups), size, geo, rsir)

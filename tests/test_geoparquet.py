@@ -274,3 +274,28 @@ def test_stac_item_describes_the_file(tmp_path: Path) -> None:
     assert {"rel": "emb:model", "href": "https://huggingface.co/ibm-nasa-geospatial", "title": "prithvi"} in item[
         "links"
     ]
+
+
+def test_a_failed_export_leaves_the_previous_file_whole_and_no_temporary(tmp_path: Path) -> None:
+    path = tmp_path / "split.parquet"
+    write_geoparquet(path, make_table(seed=1), metadata={}, row_group_rows=5)
+    before = path.read_bytes()
+
+    class Failing:
+        """Embeddings on a disk that fails on the third row group."""
+
+        def __init__(self, values: np.ndarray) -> None:
+            self.values, self.shape, self.reads = values, values.shape, 0
+
+        def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+            self.reads += 1
+            if self.reads == 3:
+                raise OSError("read error")
+            return self.values[rows]
+
+    table = make_table(seed=2)
+    table.embeddings = Failing(table.embeddings)
+    with pytest.raises(OSError, match="read error"):
+        write_geoparquet(path, table, metadata={}, row_group_rows=5)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["split.parquet"]
