@@ -206,6 +206,7 @@ def test_hovering_a_card_highlights_its_footprint_and_back(tmp_path: Path) -> No
     assert body.get("data-probe") == "true,true,true,true"
 
 
+@pytest.mark.slow
 def test_screenshot_shows_the_warning_the_frames_and_the_map(tmp_path: Path) -> None:
     page = tmp_path / "search.html"
     page.write_text(render_search_page("prithvi · bigearthnet", make_queries(), warning=WARNING), encoding="utf-8")
