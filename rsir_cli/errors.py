@@ -44,3 +44,7 @@ class MissingDependencyError(RsirError):
 
 class DiskFullError(RsirError):
     """A write found no space left; what was committed before it is intact."""
+
+
+class ImportFormatError(RsirError):
+    """A file to import lacks a column rsir needs, or holds values it cannot take (mixed lengths, nulls, duplicates)."""

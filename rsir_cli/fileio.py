@@ -72,21 +72,22 @@ def is_disk_full(error: BaseException) -> bool:
     return isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def write_chunks(path: Path, chunks: Iterable[bytes | memoryview]) -> int:
-    """Write ``chunks`` to ``path`` durably and atomically; returns the number of bytes written.
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A binary handle whose contents replace ``path`` whole when the ``with`` block ends without error.
+
+    The same durable, atomic write as :func:`write_chunks`, for writers that want a file object
+    (pyarrow's ``ParquetWriter``): what was written goes to the temporary name, is ``fsync``-ed and
+    renamed over ``path``; an error inside the block removes the temporary file and leaves ``path`` as it was.
 
     Raises:
         DiskFullError: the disk filled up (the temporary file is removed, ``path`` is untouched).
-        OSError: any other failure to write (the temporary file is removed).
     """
     path = Path(path)
     tmp = tmp_path(path)
-    written = 0
     try:
         with open(tmp, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
-                written += len(chunk)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -97,6 +98,20 @@ def write_chunks(path: Path, chunks: Iterable[bytes | memoryview]) -> int:
             raise disk_full(error, path) from None  # type: ignore[arg-type]
         raise
     fsync_dir(path.parent)
+
+
+def write_chunks(path: Path, chunks: Iterable[bytes | memoryview]) -> int:
+    """Write ``chunks`` to ``path`` durably and atomically; returns the number of bytes written.
+
+    Raises:
+        DiskFullError: the disk filled up (the temporary file is removed, ``path`` is untouched).
+        OSError: any other failure to write (the temporary file is removed).
+    """
+    written = 0
+    with atomic_writer(path) as handle:
+        for chunk in chunks:
+            handle.write(chunk)
+            written += len(chunk)
     return written
 
 
