@@ -345,3 +345,13 @@ def test_files_of_the_older_format_are_read_and_an_unfinished_one_is_continued(t
         resumed.append(*_batch(5, 5))
         resumed.finish()
     np.testing.assert_array_equal(store.read("m", "d", "val").embeddings, _batch(0, 10)[0])
+
+
+def test_an_abandoned_run_leaves_nothing_and_keeps_the_complete_file(tmp_path: Path) -> None:
+    store = EmbeddingStore(tmp_path, commit_seconds=0)
+    _fill(store)
+    before = (tmp_path / "m" / "d" / "val.h5").read_bytes()
+    writer = _writer(store, overwrite=True)
+    writer.append(*_batch(0, 4))
+    writer.abandon()
+    assert _tree(tmp_path) == {"m", "m/d", "m/d/val.h5"} and (tmp_path / "m" / "d" / "val.h5").read_bytes() == before

@@ -385,6 +385,18 @@ class SplitWriter:
         if self._on_finish is not None:
             self._on_finish()
 
+    def abandon(self) -> None:
+        """Throw the run away: its committed segments and its folder (for all-or-nothing writers
+        such as `rsir import`); a complete file from before is left as it was."""
+        if self._closed:
+            return
+        self._closed = True
+        self._pending, self._pending_rows = [], 0
+        done = self.folder.with_name(f".{self.folder.name}.done-{os.getpid()}")
+        os.replace(self.folder, done)
+        self._lock.release()
+        shutil.rmtree(done, ignore_errors=True)
+
     def close(self) -> None:
         """Commit what is buffered (work is never thrown away) and release the run."""
         if self._closed:
