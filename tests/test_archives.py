@@ -349,6 +349,19 @@ def test_an_archive_inside_a_prefix_lands_at_the_top_and_nothing_else_moves(tmp_
     ]
 
 
+def test_macos_metadata_is_skipped_but_a_link_among_it_is_still_refused(tmp_path: Path) -> None:
+    archive = tmp_path / "data.zip"
+    archive.write_bytes(
+        build.zip_bytes([("top/a.txt", b"a", None), ("__MACOSX/top/._a.txt", b"x", None), ("top/._a.txt", b"x", None)])
+    )
+    target = tmp_path / "target"
+    extract_archive(archive, target, ["top"])
+    assert sorted(p.relative_to(target).as_posix() for p in target.rglob("*")) == ["top", "top/a.txt"]
+    archive.write_bytes(build.zip_bytes([("top/a.txt", b"a", None), build.zip_symlink("__MACOSX/._l", "/etc")]))
+    with pytest.raises(UnsafeArchiveError, match="symbolic link"):
+        extract_archive(archive, target, ["top"])
+
+
 def test_a_link_already_in_the_target_is_replaced_not_followed(tmp_path: Path) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -726,3 +726,8 @@ def test_unknown_name_and_bad_mirror() -> None:
     assert_one_line_error(run("imagenet"), r"unknown name 'imagenet': give a dataset \(bigearthnet, forestnet\)")
     bad = run("forestnet", "--mirror", "ftp://example.org")
     assert bad.exit_code == 2 and "--mirror" in bad.output
+    with_secret = run("forestnet", "--mirror", "ftp://someone:hunter2@example.org")
+    assert with_secret.exit_code == 2 and "***@example.org" in with_secret.output
+    assert "hunter2" not in with_secret.output and "someone" not in with_secret.output
+    folder = run("folder")  # a dataset of the user's own files: nothing to download
+    assert_one_line_error(folder, r"dataset folder is your own files and has nothing to download")

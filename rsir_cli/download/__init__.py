@@ -61,7 +61,9 @@ def download(
         DownloadError: see :func:`download_dataset`.
         WeightsError: see :func:`download_weights`.
     """
-    if is_dataset(name):
+    from rsir_cli.datasets import dataset_names
+
+    if name.strip().lower() in dataset_names():  # one without a source gets a clear refusal there
         return download_dataset(
             name,
             data_dir=data_dir,

@@ -10,7 +10,8 @@ and writes them itself:
 - Refused, whole archive: symbolic and hard links (neither dataset has one), device files, FIFOs,
   absolute names, ``..`` components, Windows drives, UNC names and backslashes, encrypted zip
   members, a name that appears twice, and any member outside the dataset's own folders
-  (``produces``, under one of the ``inside`` folders).
+  (``produces``, under one of the ``inside`` folders). macOS metadata (``__MACOSX/``, ``._name``)
+  is skipped.
 - Only folders and regular files are created, inside a fresh temporary folder in the target:
   each one below a folder opened with ``O_NOFOLLOW`` (``dir_fd``), files with ``O_CREAT | O_EXCL``,
   every parent's real path checked to lie inside the real target. Nothing outside it is written.
@@ -129,6 +130,11 @@ def member_parts(name: str) -> tuple[str, ...]:
     if ".." in parts:
         raise _Refused(name, "climbs out with '..'")
     return parts
+
+
+def is_mac_metadata(parts: tuple[str, ...]) -> bool:
+    """macOS archivers add ``__MACOSX/`` and ``._name`` (AppleDouble) entries: skipped, never written."""
+    return parts[0] == "__MACOSX" or parts[-1].startswith("._")
 
 
 class _Layout:
@@ -349,8 +355,8 @@ def _extract_tar(
                     raise _Refused(member.name, "is a FIFO")
                 if not (member.isreg() or member.isdir()):
                     raise _Refused(member.name, f"is not a regular file or folder (tar type {member.type!r})")
-                if not parts:
-                    continue  # "./": the archive's own top folder
+                if not parts or is_mac_metadata(parts):
+                    continue  # "./" (the archive's own top folder) or macOS metadata
                 if not layout.allows(parts, member.isdir()):
                     raise _Refused(member.name, f"lies outside the dataset's folders {layout.describe()}")
                 if select is not None and not select(parts):
@@ -390,7 +396,7 @@ def _zip_plan(archive: zipfile.ZipFile, layout: _Layout) -> list[tuple[zipfile.Z
                 raise _Refused(info.filename, "is a symbolic link; dataset archives hold none")
             if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 raise _Refused(info.filename, "is a device file, FIFO or socket")
-        if not parts:
+        if not parts or is_mac_metadata(parts):
             continue
         if parts in seen:
             raise _Refused(info.filename, "appears twice in the archive")
