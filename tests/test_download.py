@@ -29,14 +29,16 @@ import pytest
 
 from rsir_cli import download
 from rsir_cli.datasets import open_split
+from rsir_cli.datasets.sources import GB, MB
 from tests import cli, fakedata
+from tests.archives import set_source
 from tests.cli import assert_one_line_error, assert_usage_error
 from tests.httpserver import FileServer, serve
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = ("--retry-wait", "0")
-BEN = download.DATASETS["bigearthnet"]
-FORESTNET = download.DATASETS["forestnet"]
+BEN = download.dataset_source("bigearthnet")
+FORESTNET = download.dataset_source("forestnet")
 BEN_ARCHIVE = next(f for f in BEN.files if f.is_archive)
 FN_ARCHIVE = FORESTNET.files[0]
 
@@ -67,24 +69,6 @@ class Archives(NamedTuple):
     fn_names: dict[str, list[str]]
 
 
-def tar_gz(entries: list[tuple[tarfile.TarInfo, bytes | None]]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for info, data in entries:
-            if data is not None:
-                info.size = len(data)
-            tar.addfile(info, io.BytesIO(data) if data is not None else None)
-    return buffer.getvalue()
-
-
-def zip_of(root: Path, top: str) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for path in sorted((root / top).rglob("*")):
-            archive.write(path, path.relative_to(root).as_posix())
-    return buffer.getvalue()
-
-
 @pytest.fixture(scope="module")
 def archives(tmp_path_factory: pytest.TempPathFactory) -> Archives:
     base = tmp_path_factory.mktemp("archives")
@@ -96,7 +80,7 @@ def archives(tmp_path_factory: pytest.TempPathFactory) -> Archives:
     splits = {split: (ben / "splits" / f"{split}.csv").read_bytes() for split in ("train", "val", "test")}
     forest = base / "forestnet"
     fn_names = fakedata.make_forestnet(forest, splits={"train": 2, "val": 3, "test": 4}, size=96)
-    return Archives(ben, buffer.getvalue(), splits, ben_names, forest, zip_of(forest, "ForestNetDataset"), fn_names)
+    return Archives(ben, buffer.getvalue(), splits, ben_names, forest, fakedata.forestnet_zip(forest), fn_names)
 
 
 @pytest.fixture
@@ -119,14 +103,14 @@ def serve_bigearthnet(
         if remote.is_archive:
             changes.update(extracted_size=10_000_000, **override)
         files.append(dataclasses.replace(remote, **changes))
-    monkeypatch.setitem(download.DATASETS, "bigearthnet", dataclasses.replace(BEN, files=tuple(files)))
+    set_source(monkeypatch, dataclasses.replace(BEN, files=tuple(files)))
     return paths
 
 
 def small_forestnet(monkeypatch: pytest.MonkeyPatch) -> None:
     """ForestNet's real table with a small planning size, so the disk check does not ask for 7 GB."""
     files = (dataclasses.replace(FN_ARCHIVE, approx_size=1_000_000, extracted_size=1_000_000),)
-    monkeypatch.setitem(download.DATASETS, "forestnet", dataclasses.replace(FORESTNET, files=files))
+    set_source(monkeypatch, dataclasses.replace(FORESTNET, files=files))
 
 
 def data_dir(name: str) -> Path:
@@ -247,76 +231,7 @@ def test_wrong_checksum_exits_1_extracts_nothing_and_leaves_nothing_complete(
 
 
 # ---------------------------------------------------------------------------------------------
-# Unsafe archives
-
-
-def _file(name: str, data: bytes = b"payload") -> tuple[tarfile.TarInfo, bytes]:
-    return tarfile.TarInfo(name), data
-
-
-def _symlink(name: str, target: str) -> tuple[tarfile.TarInfo, None]:
-    info = tarfile.TarInfo(name)
-    info.type, info.linkname = tarfile.SYMTYPE, target
-    return info, None
-
-
-@pytest.mark.parametrize(
-    "evil",
-    [
-        [_file("BigEarthNet-v1.0/../../../evil.txt")],
-        [_file("/tmp/rsir-test-absolute-evil.txt")],
-        [_symlink("BigEarthNet-v1.0/escape", "../../../.."), _file("BigEarthNet-v1.0/escape/evil.txt")],
-        [_symlink("BigEarthNet-v1.0/etc", "/etc")],
-    ],
-    ids=["dotdot", "absolute", "symlink-out", "symlink-absolute"],
-)
-def test_malicious_tar_is_refused_and_writes_nothing(
-    server: FileServer, monkeypatch: pytest.MonkeyPatch, archives: Archives, tmp_path: Path, evil: list
-) -> None:
-    archive = tar_gz([_file("BigEarthNet-v1.0/ok/ok.txt"), *evil])
-    serve_bigearthnet(server, monkeypatch, archives, archive=archive)
-    result = run("bigearthnet", "--mirror", server.root, *FAST)
-    assert_one_line_error(result, r"refusing BigEarthNet-S2-v1\.0\.tar\.gz: member .*nothing was extracted")
-    root = data_dir("bigearthnet")
-    assert not (root / "BigEarthNet-v1.0").exists() and not (root / download.MARKER).exists()
-    assert list(tmp_path.rglob("evil.txt")) == [] and not Path("/tmp/rsir-test-absolute-evil.txt").exists()
-    assert leftovers(root) == []
-
-
-def _zip_with(members: list[tuple[str, bytes, int | None]]) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, data, mode in members:
-            info = zipfile.ZipInfo(name)
-            if mode is not None:
-                info.create_system = 3
-                info.external_attr = mode << 16
-            archive.writestr(info, data)
-    return buffer.getvalue()
-
-
-@pytest.mark.parametrize(
-    "evil",
-    [
-        ("../../evil.txt", b"x", None),
-        ("/tmp/rsir-test-absolute-evil.txt", b"x", None),
-        ("ForestNetDataset/link", b"../../../outside", 0o120777),
-        ("ForestNetDataset/abs-link", b"/etc/passwd", 0o120777),
-    ],
-    ids=["dotdot", "absolute", "symlink-out", "symlink-absolute"],
-)
-def test_malicious_zip_is_refused_before_anything_is_written(
-    server: FileServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, evil: tuple
-) -> None:
-    small_forestnet(monkeypatch)
-    server.add(path_of(FN_ARCHIVE.url), _zip_with([("ForestNetDataset/train.csv", b"label\n", None), evil]))
-    result = run("forestnet", "--mirror", server.root, *FAST)
-    assert_one_line_error(result, r"refusing ForestNetDataset\.zip: member .*nothing was extracted")
-    root = data_dir("forestnet")
-    assert not (root / "ForestNetDataset").exists() and not (root / download.MARKER).exists()
-    assert list(tmp_path.rglob("evil.txt")) == [] and not Path("/tmp/rsir-test-absolute-evil.txt").exists()
-    # An archive that did not extract is not trusted: no first-use checksum is recorded.
-    assert not (Path(os.environ["RSIR_CACHE"]) / "known-checksums.json").exists()
+# Unsafe and damaged archives: tests/test_archives.py
 
 
 # ---------------------------------------------------------------------------------------------
@@ -367,7 +282,7 @@ def test_no_free_disk_is_refused_before_fetching(
         usage = real(path)
         return type(usage)(usage.total, usage.total - 5_000_000, 5_000_000)
 
-    monkeypatch.setattr(download.shutil, "disk_usage", tiny_disk)
+    monkeypatch.setattr(shutil, "disk_usage", tiny_disk)
     result = run("bigearthnet", "--mirror", server.root, *FAST)
     assert_one_line_error(result, r"not enough free disk space for bigearthnet .* 5\.0 MB is free")
     assert server.log == []
@@ -382,11 +297,11 @@ def test_dry_run_lists_sources_sizes_and_disk_and_fetches_nothing(server: FileSe
     rows = {f["name"]: f for f in plan["files"]}
     archive = rows["BigEarthNet-S2-v1.0.tar.gz"]
     assert archive["url"] == server.root + "/mirror/records/12687186/files/BigEarthNet-S2-v1.0.tar.gz?download=1"
-    assert archive["md5"] == "5a64e9ce38deb036a435a7b59494924c" and archive["size"] == 66 * download.GB
+    assert archive["md5"] == "5a64e9ce38deb036a435a7b59494924c" and archive["size"] == 66 * GB
     assert rows["test.csv"]["md5"] == "697fb90677e30571b9ac7699b7e5b432"
     assert "9a5be07346ab0884b2d9517475c27ef9db9b5104/splits/test.csv" in rows["test.csv"]["url"]
-    planned = 66 * download.GB + (22 + 11 + 11) * download.MB + BEN_ARCHIVE.extracted_size
-    assert plan["disk_needed"] == planned + int(0.02 * planned) + 100 * download.MB
+    planned = 66 * GB + (22 + 11 + 11) * MB + BEN_ARCHIVE.extracted_size
+    assert plan["disk_needed"] == planned + int(0.02 * planned) + 100 * MB
     assert server.log == [] and not data_dir("bigearthnet").exists()
 
     table = run("forestnet", "--dry-run")
@@ -472,7 +387,7 @@ def test_killed_process_resumes_with_range_and_the_file_is_byte_identical(
     server: FileServer, archives: Archives, tmp_path: Path, stop: signal.Signals
 ) -> None:
     free = shutil.disk_usage(tmp_path).free
-    if free < 8 * download.GB:  # the real ForestNet table plans for 3 GB + 4 GB (a subprocess sees no monkeypatch)
+    if free < 8 * GB:  # the real ForestNet table plans for 3 GB + 4 GB (a subprocess sees no monkeypatch)
         pytest.skip(f"needs 8 GB free for ForestNet's disk check, {free / 1e9:.1f} GB free")
     archive_path = path_of(FN_ARCHIVE.url)
     server.add(archive_path, archives.fn_zip)
@@ -506,6 +421,124 @@ def test_killed_process_resumes_with_range_and_the_file_is_byte_identical(
     assert report["status"] == "resumed" and report["resumed_from"] == kept
     assert (data_dir("forestnet") / ".downloads" / "ForestNetDataset.zip").read_bytes() == archives.fn_zip
     assert len(open_split("forestnet", "val", None)) == 3
+
+
+def test_the_real_forestnet_zip_installs_as_forestnetdataset_and_nothing_else(
+    server: FileServer, monkeypatch: pytest.MonkeyPatch, archives: Archives
+) -> None:
+    """The published zip holds deep/downloads/ForestNetDataset/ (tests/fakedata.forestnet_zip builds it so)."""
+    with zipfile.ZipFile(io.BytesIO(archives.fn_zip)) as archive:
+        assert {name.split("/", 3)[2] for name in archive.namelist() if name.count("/") >= 3} == {"ForestNetDataset"}
+    small_forestnet(monkeypatch)
+    server.add(path_of(FN_ARCHIVE.url), archives.fn_zip)
+    result = run("forestnet", "--mirror", server.root, *FAST)
+    assert result.exit_code == 0, result.output
+    root = data_dir("forestnet")
+    assert sorted(p.name for p in root.iterdir()) == [".downloads", download.MARKER, "ForestNetDataset"]
+    assert (root / "ForestNetDataset" / "val.csv").read_bytes() == (
+        archives.fn_tree / "ForestNetDataset" / "val.csv"
+    ).read_bytes()
+    assert sorted(open_split("forestnet", "test", None).ids) == sorted(archives.fn_names["test"])
+
+
+def test_a_hand_unzipped_forestnet_is_found_from_each_folder_of_the_real_layout(
+    archives: Archives, tmp_path: Path
+) -> None:
+    unzipped = tmp_path / "unzipped"
+    with zipfile.ZipFile(io.BytesIO(archives.fn_zip)) as archive:  # as `unzip ForestNetDataset.zip` does
+        archive.extractall(unzipped)
+    for folder in ("", "deep", "deep/downloads", "deep/downloads/ForestNetDataset"):
+        reader = open_split("forestnet", "val", unzipped / folder)
+        assert reader.ids == archives.fn_names["val"], folder
+        assert reader.root == unzipped / "deep" / "downloads" / "ForestNetDataset"
+
+
+def _no_sleeping(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rsir_cli.download import http
+
+    def refuse(seconds: float) -> None:
+        raise AssertionError(f"retried a host that does not resolve (slept {seconds} s)")
+
+    monkeypatch.setattr(http.time, "sleep", refuse)
+
+
+def test_a_host_that_does_not_resolve_fails_at_once_and_the_printed_way_round_works(
+    monkeypatch: pytest.MonkeyPatch, archives: Archives, tmp_path: Path
+) -> None:
+    _no_sleeping(monkeypatch)
+    small_forestnet(monkeypatch)
+    where = tmp_path / "forest"
+    result = run("forestnet", "--mirror", "http://nonexistent.invalid", "--data-dir", where, "--retry-wait", "5")
+    hand = where / ".downloads" / "ForestNetDataset.zip"
+    assert_one_line_error(
+        result,
+        r"cannot resolve the host name nonexistent\.invalid .*pass --mirror URL .*fetch "
+        r"https://download\.cs\.stanford\.edu/deep/ForestNetDataset\.zip on a machine with network access and "
+        r"save it as " + re.escape(str(hand)),
+    )
+    # Doing what it says: the file put there by hand is verified, extracted and trusted from now on.
+    hand.write_bytes(archives.fn_zip)
+    again = run("forestnet", "--mirror", "http://nonexistent.invalid", "--data-dir", where, "--json")
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["files"][0]["status"] == "present"
+    assert len(open_split("forestnet", "val", where)) == 3
+
+
+def test_unresolvable_weights_hosts_name_mirror_and_weights_path(
+    monkeypatch: pytest.MonkeyPatch, hub_cache: Path
+) -> None:
+    from huggingface_hub import constants
+
+    from rsir_cli.config import weights_dir
+
+    _no_sleeping(monkeypatch)
+    url_weights = run("vit-tv", "--mirror", "http://nonexistent.invalid")
+    assert_one_line_error(
+        url_weights,
+        r"cannot resolve the host name nonexistent\.invalid.*--mirror URL.*--weights PATH.*save it as "
+        + re.escape(str(weights_dir() / "vit_b_16-c867db91.pth")),
+    )
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    hub = run("prithvi", "--mirror", "http://nonexistent.invalid")
+    assert_one_line_error(hub, r"cannot resolve nonexistent\.invalid \(pass --mirror URL.*--weights PATH")
+
+
+def test_credentials_in_a_mirror_are_sent_as_basic_auth_and_never_shown_or_written(
+    server: FileServer, monkeypatch: pytest.MonkeyPatch, archives: Archives, tmp_path: Path, hub_cache: Path
+) -> None:
+    user, password = "rsir-user-7f3a", "s3cret@Pa55"  # the @ travels percent-encoded in the URL
+    server.auth = (user, password)
+    mirror = f"http://{user}:s3cret%40Pa55@127.0.0.1:{server.port}"
+    paths = serve_bigearthnet(server, monkeypatch, archives)
+    small_forestnet(monkeypatch)
+    server.add(path_of(FN_ARCHIVE.url), archives.fn_zip)
+    outputs = [
+        run("bigearthnet", "--dry-run", "--mirror", mirror),
+        run("bigearthnet", "--dry-run", "--json", "--mirror", mirror),
+        run("forestnet", "--mirror", mirror, "--json", *FAST),
+        run("forestnet", "--mirror", mirror, *FAST),  # already complete: the table of the marker
+        run("bigearthnet", "--mirror", f"http://{user}:wrong@127.0.0.1:{server.port}", *FAST),
+        run("vit-tv", "--dry-run", "--mirror", mirror),
+        run("prithvi", "--dry-run", "--json", "--mirror", mirror),
+    ]
+    server.fail[paths["train.csv"]] = [500] * 5
+    outputs.append(run("bigearthnet", "--mirror", mirror, "--retries", "2", *FAST))
+    codes = [result.exit_code for result in outputs]
+    assert codes == [0, 0, 0, 0, 1, 0, 0, 1], [r.output for r in outputs]
+    assert "HTTP 401" in outputs[4].output and "user name and password in --mirror" in outputs[4].output
+    assert f"http://***@127.0.0.1:{server.port}/deep/ForestNetDataset.zip" in outputs[2].stdout
+    for result in outputs:
+        for secret in (password, "s3cret%40Pa55", user):
+            assert secret not in result.output, result.output
+    # The archive was fetched with the credentials, and they are in no file rsir wrote.
+    assert [hit.authorization is not None for hit in server.gets(path_of(FN_ARCHIVE.url))] == [True]
+    assert len(open_split("forestnet", "val", None)) == 3
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            content = path.read_bytes()
+            for secret in (password, "s3cret%40Pa55", user):
+                assert secret.encode() not in content, path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -693,3 +726,8 @@ def test_unknown_name_and_bad_mirror() -> None:
     assert_usage_error(run("imagenet"), r"unknown name 'imagenet': give a dataset \(bigearthnet, forestnet\)")
     bad = run("forestnet", "--mirror", "ftp://example.org")
     assert bad.exit_code == 2 and "--mirror" in bad.output
+    with_secret = run("forestnet", "--mirror", "ftp://someone:hunter2@example.org")
+    assert with_secret.exit_code == 2 and "***@example.org" in with_secret.output
+    assert "hunter2" not in with_secret.output and "someone" not in with_secret.output
+    folder = run("folder")  # a dataset of the user's own files: nothing to download
+    assert_one_line_error(folder, r"dataset folder is your own files and has nothing to download")

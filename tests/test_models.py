@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch
 from rsir_cli.errors import UsageError, WeightsError
 from rsir_cli.models import build_encoder, get_model_config
 from rsir_cli.models.registry import ModelConfig
+from tests import fakedata
 
 TINY = {
     "name": "tiny-prithvi",
@@ -181,6 +184,38 @@ def test_unreadable_checkpoint_and_pickled_code_are_refused(tmp_path: Path) -> N
     torch.save({"x": Evil()}, tmp_path / "evil.pt")
     with pytest.raises(WeightsError, match="cannot read weights"):
         build_encoder(ModelConfig.from_dict(TINY), weights=tmp_path / "evil.pt")
+
+
+class CustomHead:
+    """A class a checkpoint may pickle by reference (a training script's own module)."""
+
+    def __init__(self) -> None:
+        self.weight = torch.zeros(3)
+
+
+def test_a_pickled_custom_class_is_refused_in_one_line_without_torchs_advice(tmp_path: Path) -> None:
+    from tests.cli import assert_one_line_error, run
+
+    path = tmp_path / "custom.pt"
+    torch.save({"model": _random_checkpoint(TINY), "head": CustomHead()}, path)
+    with pytest.raises(WeightsError) as refused:
+        build_encoder(ModelConfig.from_dict(TINY), weights=path)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert "weights_only" not in message and "add_safe_globals" not in message
+    assert re.search(r"pickle checkpoint that stores Python objects \(tests\.test_models\.CustomHead\)", message)
+    assert ".safetensors" in message
+    # Through the CLI: one red line, exit 1.
+    config = tmp_path / "tiny.yaml"
+    config.write_text(json.dumps(TINY))
+    ben = tmp_path / "ben"
+    fakedata.make_bigearthnet(ben, splits={"val": 1})
+    result = run(
+        "embed", "-m", config, "-d", "bigearthnet", "--data-dir", ben, "--split", "val", "--store", tmp_path / "s",
+        "--weights", path, "--workers", "0",
+    )  # fmt: skip
+    assert_one_line_error(result, r"cannot read weights .*custom\.pt: it is a pickle checkpoint")
+    assert "weights_only" not in result.output
 
 
 def test_no_weights_fails_with_instructions_and_never_falls_back() -> None:

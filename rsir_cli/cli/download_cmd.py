@@ -27,7 +27,8 @@ def download(
         typer.Option(
             "--mirror",
             help="Fetch the same files from another host: a URL such as http://host:port/prefix replaces the "
-            "scheme and host of every file URL, keeping its path (for Hugging Face weights: the hub endpoint).",
+            "scheme and host of every file URL, keeping its path (for Hugging Face weights: the hub endpoint). "
+            "A user:password@ in it is sent as basic auth to that host and never shown.",
         ),
     ] = None,
     dry_run: Annotated[

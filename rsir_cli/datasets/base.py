@@ -6,10 +6,14 @@ import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rsir_cli.errors import DataNotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from rsir_cli.datasets.sources import DatasetSource
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,11 @@ class SplitReader(abc.ABC):
 
 @dataclass(frozen=True)
 class DatasetDefinition:
-    """A registered dataset: how to open its splits and which label sets it has."""
+    """A registered dataset: how to open its splits, which label sets it has, where it comes from.
+
+    ``source`` is what `rsir download NAME` fetches (see ``rsir_cli/datasets/sources.py``); None
+    for datasets that are the user's own files (a GeoTIFF folder, a scene).
+    """
 
     name: str
     description: str
@@ -121,6 +129,7 @@ class DatasetDefinition:
     default_splits: tuple[str, ...]
     label_sets: dict[str, LabelSet] = field(default_factory=dict)
     download_hint: str = ""
+    source: DatasetSource | None = None
 
     def open(self, root: Path, split: str, **options: object) -> SplitReader:
         raise NotImplementedError

@@ -29,6 +29,7 @@ import numpy as np
 
 from rsir_cli.bands import RESOLUTION_M
 from rsir_cli.datasets.base import DatasetDefinition, LabelSet, Sample, SplitReader, identity_label_set
+from rsir_cli.datasets.sources import DOWNLOADS, GB, MB, DatasetSource, RemoteFile
 from rsir_cli.datasets.tiff import read_plain_tiff
 from rsir_cli.errors import CorruptDataError, DataNotFoundError
 
@@ -348,6 +349,52 @@ class BigEarthNetSplit(SplitReader):
         }
 
 
+# The official BigEarthNet-19 splits, as torchgeo pins them (torchgeo/datasets/bigearthnet.py,
+# BigEarthNet.splits_metadata): the rsim/BigEarthNet-MM_19-classes_models repository on
+# git.tu-berlin.de at commit 9a5be07346ab0884b2d9517475c27ef9db9b5104, with torchgeo's md5s.
+_SPLITS_COMMIT = "9a5be07346ab0884b2d9517475c27ef9db9b5104"
+_SPLITS_MD5 = {
+    "train": "623e501b38ab7b12fe44f0083c00986d",
+    "val": "22efe8ed9cbd71fa10742ff7df2b7978",
+    "test": "697fb90677e30571b9ac7699b7e5b432",
+}
+# Split sizes are not published; rows x ~82 bytes (269,695 / 123,723 / 125,866 rows).
+_SPLITS_APPROX = {"train": 22 * MB, "val": 11 * MB, "test": 11 * MB}
+
+SOURCE = DatasetSource(
+    name="bigearthnet",
+    description="BigEarthNet-S2 v1.0 (Zenodo record 12687186) and the official train/val/test splits",
+    files=(
+        *(
+            RemoteFile(
+                name=f"{split}.csv",
+                url=(
+                    "https://git.tu-berlin.de/rsim/BigEarthNet-MM_19-classes_models/-/raw/"
+                    f"{_SPLITS_COMMIT}/splits/{split}.csv?inline=false"
+                ),
+                dest=f"splits/{split}.csv",
+                approx_size=_SPLITS_APPROX[split],
+                md5=_SPLITS_MD5[split],
+            )
+            for split in ("train", "val", "test")
+        ),
+        RemoteFile(
+            name="BigEarthNet-S2-v1.0.tar.gz",
+            url="https://zenodo.org/records/12687186/files/BigEarthNet-S2-v1.0.tar.gz?download=1",
+            dest=f"{DOWNLOADS}/BigEarthNet-S2-v1.0.tar.gz",
+            # Zenodo lists "66.0 GB"; the exact byte count is not published.
+            approx_size=66 * GB,
+            md5="5a64e9ce38deb036a435a7b59494924c",
+            produces=("BigEarthNet-v1.0",),
+            # 590,326 patches x 165.5 kB of files (4 x 29,192 + 6 x 7,560 + 2 x 1,160 bytes of
+            # uncompressed GeoTIFF + ~1 kB JSON, measured on the real sample patches) = 97.7 GB of
+            # data; 196.6 kB per patch on a 4 KiB-block file system = 116 GB on disk.
+            extracted_size=117 * GB,
+        ),
+    ),
+)
+
+
 class BigEarthNetDefinition(DatasetDefinition):
     def open(self, root: Path, split: str, **options: object) -> SplitReader:
         return BigEarthNetSplit(root, split, exact_gdal=bool(options.get("exact_gdal", False)))
@@ -360,4 +407,5 @@ DEFINITION = BigEarthNetDefinition(
     default_splits=("val", "test"),
     label_sets=LABEL_SETS,
     download_hint="rsir download bigearthnet",
+    source=SOURCE,
 )

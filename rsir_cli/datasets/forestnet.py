@@ -1,10 +1,14 @@
 """ForestNet: 332 x 332 px Landsat-8 composites (15 m) of forest-loss events in Indonesia.
 
-On disk (as extracted from ``ForestNetDataset.zip``)::
+On disk (``ForestNetDataset.zip`` holds ``deep/downloads/ForestNetDataset/``; `rsir download`
+moves that folder up to ``<root>/ForestNetDataset``, as the official download script does)::
 
     <root>/ForestNetDataset/{train,val,test}.csv   label, merged_label, latitude, longitude, year, example_path
     <root>/ForestNetDataset/<example_path>/images/visible/composite.png    RGB, uint8
     <root>/ForestNetDataset/<example_path>/images/infrared/composite.npy   (332, 332, 3): NIR, SWIR1, SWIR2
+
+A copy unzipped by hand is found too: ``--data-dir`` may name the folder the zip was unpacked in
+(``<dir>/deep/downloads/ForestNetDataset``), ``deep/``, ``deep/downloads/`` or ``ForestNetDataset/``.
 
 As in the official code, the visible composite is reordered to blue, green, red, the infrared one
 appended, and all six scaled by 10000 / 255 (float32, in that order of operations) to the
@@ -22,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from rsir_cli.datasets.base import DatasetDefinition, LabelSet, Sample, SplitReader, identity_label_set
+from rsir_cli.datasets.sources import DOWNLOADS, GB, DatasetSource, RemoteFile
 from rsir_cli.errors import CorruptDataError, DataNotFoundError
 
 PATCH_SIZE = 332
@@ -56,17 +61,50 @@ _LABEL_INDEX = {name: i for i, name in enumerate(LABELS_12)}
 _REQUIRED_COLUMNS = ("label", "merged_label", "latitude", "longitude", "example_path")
 
 
+# Where the zip puts the dataset folder, relative to the folder it was unpacked in.
+ARCHIVE_FOLDER = "deep/downloads"
+
+# No checksum or exact size is published: the sha256 of the first download that verifies (zip
+# CRCs, a clean extraction) is recorded and every later download must match it.
+# https, not the http:// URL the project page and the official script print: the same host serves
+# https for the same /deep/ folder (e.g. https://download.cs.stanford.edu/deep/MRNet-v1.0.zip in
+# public READMEs). The project cannot reach it to confirm; `--mirror http://download.cs.stanford.edu`
+# fetches the original http URL.
+SOURCE = DatasetSource(
+    name="forestnet",
+    description="ForestNet (Stanford ML Group); no checksum is published: trusted on first use",
+    files=(
+        RemoteFile(
+            name="ForestNetDataset.zip",
+            url="https://download.cs.stanford.edu/deep/ForestNetDataset.zip",
+            dest=f"{DOWNLOADS}/ForestNetDataset.zip",
+            approx_size=3 * GB,  # "about 3 GB"; the exact size is not published
+            produces=("ForestNetDataset",),
+            inside=(ARCHIVE_FOLDER, ""),  # the real layout first; a flat repack is accepted too
+            extracted_size=4 * GB,  # an estimate (PNG and .npy composites compress little)
+        ),
+    ),
+)
+
+
+def _holds_splits(folder: Path) -> bool:
+    return any((folder / f"{split}.csv").is_file() for split in ("train", "val", "test"))
+
+
 def find_root(root: Path) -> Path:
-    for candidate in (root / "ForestNetDataset", root / "deep", root):
-        if (
-            (candidate / "train.csv").is_file()
-            or (candidate / "test.csv").is_file()
-            or (candidate / "val.csv").is_file()
-        ):
+    """The ``ForestNetDataset`` folder under ``root``: as `rsir download` leaves it, or as unzipped by hand."""
+    candidates = (
+        root / "ForestNetDataset",
+        root / ARCHIVE_FOLDER / "ForestNetDataset",  # root is the folder the zip was unpacked in
+        root / "downloads" / "ForestNetDataset",  # root is deep/
+        root,  # root is ForestNetDataset/ itself
+    )
+    for candidate in candidates:
+        if _holds_splits(candidate):
             return candidate
     raise DataNotFoundError(
         f"no ForestNet split files (train.csv, val.csv, test.csv) under {root}; run `rsir download forestnet` "
-        "or pass --data-dir pointing at the folder that holds ForestNetDataset/"
+        "or pass --data-dir pointing at the folder ForestNetDataset.zip was unpacked in"
     )
 
 
@@ -205,4 +243,5 @@ DEFINITION = ForestNetDefinition(
     default_splits=("val", "test"),
     label_sets=LABEL_SETS,
     download_hint="rsir download forestnet",
+    source=SOURCE,
 )

@@ -8,10 +8,9 @@ written into the store's provenance.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from typing import Any
 
 from rsir_cli import config as rsir_config
 from rsir_cli.errors import UsageError, WeightsError
+from rsir_cli.fileio import read_json, sha256_file, write_json
 from rsir_cli.models.registry import ModelConfig
 
 log = logging.getLogger(__name__)
@@ -36,40 +36,35 @@ class ResolvedWeights:
     random: bool = False
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _manifest_path() -> Path:
     return rsir_config.weights_dir() / "manifest.json"
 
 
 def read_manifest() -> dict[str, Any]:
+    """The recorded weights files by :func:`weights_key` (empty when none, or unreadable)."""
     path = _manifest_path()
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return {}
-    except (json.JSONDecodeError, OSError) as error:
-        log.warning("ignoring unreadable weights manifest %s: %s", path, error)
-        return {}
+    manifest = read_json(path)
+    if manifest is None and path.exists():
+        log.warning("ignoring unreadable weights manifest %s", path)
+    return manifest or {}
 
 
 def record_weights(key: str, path: Path, sha256: str, source: str) -> None:
-    """Remember a verified weights file (called by `rsir download`); atomic write."""
+    """Remember a verified weights file (called by `rsir download`); durable and atomic.
+
+    Args:
+        key: the :func:`weights_key` of the model(s) the file serves.
+        path: the file.
+        sha256: its checksum.
+        source: where it came from, as shown to the user (a redacted URL).
+    """
     manifest = read_manifest()
     stat = path.stat()
     # absolute, not resolved: the Hugging Face cache links a snapshot name to a suffix-less blob
     manifest[key] = {"path": os.path.abspath(path), "sha256": sha256, "size": stat.st_size, "source": source}
     target = _manifest_path()
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, target)
+    write_json(target, manifest)
 
 
 def weights_key(config: ModelConfig) -> str:
@@ -165,8 +160,30 @@ def _is_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") < 1 << 40
 
 
+def _refusal(error: BaseException) -> str:
+    """What torch's safe loader found, without its advice (which is to turn the safety off)."""
+    text = str(error)
+    if match := re.search(r"GLOBAL ([\w.]+)", text):
+        return (
+            f"it is a pickle checkpoint that stores Python objects ({match.group(1)}) besides tensors, which rsir "
+            "does not unpickle (that could run code)"
+        )
+    if match := re.search(r"WeightsUnpickler error:\s*([^\n]+)", text):
+        return (
+            f"it is not a safetensors file, nor a PyTorch checkpoint of tensors ({match.group(1).strip().rstrip('.')})"
+        )
+    return "it is not a safetensors file, nor a PyTorch checkpoint of tensors"
+
+
 def load_checkpoint(path: Path) -> Mapping[str, Any]:
-    """Read a checkpoint safely: safetensors, or ``torch.load(weights_only=True)``."""
+    """Read a checkpoint safely: safetensors, or ``torch.load(weights_only=True)``; never a full unpickle.
+
+    Raises:
+        WeightsError: missing, or not a checkpoint rsir can read safely (one line that says what the
+            file is and what to do; a pickle that needs other classes is never unpickled).
+    """
+    import pickle
+
     import torch
 
     try:
@@ -177,5 +194,16 @@ def load_checkpoint(path: Path) -> Mapping[str, Any]:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f"weights file {path} does not exist") from None
-    except Exception as error:  # pickle, zip and safetensors errors all mean "not a usable checkpoint"
-        raise WeightsError(f"cannot read weights {path}: {type(error).__name__}: {error}") from None
+    except pickle.UnpicklingError as error:
+        # torch's message runs to six lines and suggests weights_only=False, which would let the
+        # file run any code it carries: rsir never does that, nor suggests it.
+        raise WeightsError(
+            f"cannot read weights {path}: {_refusal(error)}; use the official weights (`rsir download MODEL`) "
+            "or a .safetensors copy of the state dict"
+        ) from None
+    except Exception as error:  # zip and safetensors errors all mean "not a usable checkpoint"
+        first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise WeightsError(
+            f"cannot read weights {path} ({type(error).__name__}{': ' + first if first else ''}); it is not a "
+            "safetensors or PyTorch checkpoint, or it is damaged"
+        ) from None
