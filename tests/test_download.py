@@ -730,4 +730,4 @@ def test_unknown_name_and_bad_mirror() -> None:
     assert with_secret.exit_code == 2 and "***@example.org" in with_secret.output
     assert "hunter2" not in with_secret.output and "someone" not in with_secret.output
     folder = run("folder")  # a dataset of the user's own files: nothing to download
-    assert_one_line_error(folder, r"dataset folder is your own files and has nothing to download")
+    assert_usage_error(folder, r"dataset folder is your own files and has nothing to download")
