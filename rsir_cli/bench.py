@@ -28,10 +28,12 @@ import logging
 import os
 import platform
 import re
+import shutil
+import socket
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -54,6 +56,8 @@ PAPER_K = 20
 DEFAULT_BATCH = 100
 SEEDED_CLUSTERS = 64
 SEEDED_DIM = 768
+#: where a run keeps its temporary Milvus Lite file: <store>/.bench-tmp/<host>-<pid>
+SCRATCH_FOLDER = ".bench-tmp"
 
 
 @dataclass
@@ -434,6 +438,57 @@ def run_bench(
         "seconds": round(time.time() - started, 1),
     }
     return BenchReport(rows, settings)
+
+
+# ----------------------------------------------------------------------------------- scratch
+@contextmanager
+def scratch_folder(store_root: str | Path) -> Iterator[Path]:
+    """A private folder for this run's temporary Milvus Lite file, removed when the run ends.
+
+    It is ``<store>/.bench-tmp/<host>-<pid>``: on the store's disk (a Lite file of 100K vectors
+    takes hundreds of MB, too much for a small /tmp), and named by its process, so that a run
+    killed before it could clean up (SIGKILL, a power cut) leaves a folder the next run on this
+    host removes (its process is gone).
+    """
+    parent = Path(store_root) / SCRATCH_FOLDER
+    remove_stale_scratch(parent)
+    mine = parent / f"{socket.gethostname()}-{os.getpid()}"
+    shutil.rmtree(mine, ignore_errors=True)  # left by an earlier process that had this pid
+    mine.mkdir(parents=True)
+    try:
+        yield mine
+    finally:
+        shutil.rmtree(mine, ignore_errors=True)
+        with suppress(OSError):
+            parent.rmdir()  # only when no other run is using it
+
+
+def remove_stale_scratch(parent: Path) -> list[Path]:
+    """Remove the scratch folders under ``parent`` of this host's runs whose process is gone.
+
+    Returns:
+        The folders removed.
+    """
+    host = socket.gethostname()
+    removed = []
+    for folder in sorted(parent.iterdir()) if parent.is_dir() else []:
+        name_host, _, pid = folder.name.rpartition("-")
+        if name_host != host or not pid.isdigit() or _process_alive(int(pid)):
+            continue  # another host's run (a shared disk), or one still running
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("removed %s, left by a bench-milvus run that was stopped before it could clean up", folder)
+        removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _version(package: str) -> str:

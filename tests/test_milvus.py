@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -283,6 +285,49 @@ def test_bench_on_milvus_lite_with_seeded_vectors(tmp_path: Path) -> None:
             assert row["memory_mb"] and row["memory_mb"] > 10  # the Milvus Lite process
     csv_text = (tmp_path / "b.csv").read_text()
     assert csv_text.count("SEEDED synthetic vectors") == len(rows)
+    assert not (tmp_path / "empty" / bench.SCRATCH_FOLDER).exists()  # the temporary Lite file is gone
+
+
+def test_stale_scratch_folders_are_those_of_this_hosts_dead_processes(tmp_path: Path) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    host = socket.gethostname()
+    parent = tmp_path / bench.SCRATCH_FOLDER
+    dead, alive, elsewhere = (
+        parent / f"{host}-{dead_pid}",
+        parent / f"{host}-{os.getpid()}",
+        parent / f"other-{dead_pid}",
+    )
+    for folder in (dead, alive, elsewhere):
+        folder.mkdir(parents=True)
+        (folder / "bench.db").write_bytes(b"x")
+    assert bench.remove_stale_scratch(parent) == [dead]
+    assert not dead.exists() and alive.exists() and elsewhere.exists()
+    assert bench.remove_stale_scratch(tmp_path / "no such folder") == []
+
+
+@pytest.mark.slow
+def test_a_killed_bench_leaves_a_folder_that_the_next_run_removes(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "rsir_cli", "bench-milvus", "--store", str(store), "--sizes", "5000",
+               "--queries", "500", "--k", "5", "--seeded"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scratch = store / bench.SCRATCH_FOLDER / f"{socket.gethostname()}-{run.pid}"
+    try:
+        deadline = time.monotonic() + 120
+        while not (scratch / "bench.db").exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (scratch / "bench.db").exists(), "the run never made its Lite file"
+    finally:
+        run.kill()  # SIGKILL: no cleanup can run
+        run.wait()
+    assert (scratch / "bench.db").exists()  # left behind
+    result = CliRunner().invoke(
+        app, ["bench-milvus", "--store", str(store), "--sizes", "200", "--queries", "5", "--k", "3", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert not (store / bench.SCRATCH_FOLDER).exists()
 
 
 def test_bench_reads_store_embeddings_when_present(tmp_path: Path) -> None:
