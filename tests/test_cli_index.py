@@ -312,3 +312,25 @@ def test_a_token_for_milvus_lite_is_ignored_with_one_warning(store: Path) -> Non
     stderr = " ".join(result.stderr.split())  # unwrapped
     assert stderr.count("token (--token / RSIR_MILVUS_TOKEN) is ignored: Milvus Lite, a local file, has no users") == 1
     assert "Hidden-77" not in result.output
+
+
+def test_the_early_collection_check_reads_no_vectors_beyond_their_shape(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`search --backend milvus` can check its collection before it embeds a tile: no digest of the vectors."""
+    from rsir_cli import indexing, retrieval
+    from rsir_cli.errors import BackendError
+    from rsir_cli.search.milvus import resolve_target
+
+    database = retrieval.open_database(EmbeddingStore(store), hash_method="trivial", bits=32)
+    target = resolve_target(None, None, store)
+    with pytest.raises(BackendError, match="has no collection rsir_m_d_test_trivial_32; run `rsir index"):
+        indexing.open_database_collection(target, database)
+    index_json(store, "--hash", "trivial", "--bits", "32")
+
+    def no_digest(*args: object) -> str:
+        raise AssertionError("the early check computed the vectors' digest")
+
+    monkeypatch.setattr(indexing, "fingerprint", no_digest)
+    with indexing.open_database_collection(target, database) as collection:
+        assert len(collection) == TEST and collection.search(database.vectors[:2], 1).indices[:, 0].tolist() == [0, 1]
