@@ -159,10 +159,10 @@ class ExactIndex(SearchBackend):
             return strategy
         if self.device != "cpu":
             return "torch-tiles"
-        batch = self.distance == "hamming" and len(queries) >= _KERNEL_MIN_QUERIES
-        if (batch or self.distance == "l1") and _kernels() is not None:
-            if self.distance == "hamming" or self._all_finite(queries):
-                return "cpu-kernels"
+        if self.distance == "hamming" and len(queries) >= _KERNEL_MIN_QUERIES and _kernels() is not None:
+            return "cpu-kernels"  # a batch: worth the kernels (a few queries: faiss, nothing to compile)
+        if self.distance == "l1" and _kernels() is not None and self._all_finite(queries):
+            return "cpu-kernels"
         return "cpu-tiles"
 
     def search(self, queries: np.ndarray, k: int, progress: Progress = NULL_PROGRESS) -> SearchResult:
