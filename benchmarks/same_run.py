@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -174,7 +175,7 @@ def main() -> None:
         "at": started,
         "label": args.label,
         "note": args.note,
-        "command": "python benchmarks/same_run.py " + " ".join(sys.argv[1:]),
+        "command": "python benchmarks/same_run.py " + shlex.join(sys.argv[1:]),
         "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at the end",
         "case": args.case,
         **{
