@@ -4,9 +4,10 @@ Seeded synthetic data at the size of BigEarthNet's evaluation (123,723 val queri
 database, 768-d float32 embeddings, top 20): clustered embeddings, their 32-bit trivial-hash codes
 and their 768-bit binary codes (realistic tie structure). Timed:
 
-- rsir: ``ExactIndex(distance, device).search(queries, 20)`` on every query for the codes and for
-  L1 on the floats (the paper's distance); l2, cosine and dot on every query on CUDA, on a sample
-  of queries (scaled up) on the CPU, where they are BLAS-bound matrix products of minutes;
+- rsir: ``ExactIndex(distance, device).search(queries, 20)`` (strategy ``auto``) on every query for
+  the codes and for L1 on the floats (the paper's distance); l2, cosine and dot on every query on
+  CUDA, on a sample of queries (scaled up) on the CPU, where they are BLAS-bound matrix products of
+  minutes;
 - the official way (IBM/remote-sensing-image-retrieval): per block of 100 queries
   ``-torch.cdist(q.float(), db.float(), p=1)`` then ``topk(20)``, codes as 0/1 floats; on a
   sample of queries, scaled up to the full query count.
@@ -35,8 +36,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from rsir_cli.devices import resolve_device  # noqa: E402
 from rsir_cli.hashing import make_hasher  # noqa: E402
-from rsir_cli.search.exact import ExactIndex, resolve_device  # noqa: E402
+from rsir_cli.search.exact import ExactIndex  # noqa: E402
 
 QUERIES, DATABASE, DIM, K = 123_723, 125_866, 768, 20
 
@@ -87,6 +89,7 @@ def time_rsir(distance: str, database: np.ndarray, queries: np.ndarray, device: 
         torch.cuda.synchronize()
     seconds = time.perf_counter() - began
     entry = {"seconds": seconds, "queries": len(queries), "peak_rss_gb": peak_rss_gb()}
+    entry["strategy"] = index.strategy_for(queries)
     if on_cuda:
         entry["peak_gpu_gb"] = torch.cuda.max_memory_allocated() / 1024**3
     entry["_result"] = result
@@ -94,18 +97,14 @@ def time_rsir(distance: str, database: np.ndarray, queries: np.ndarray, device: 
 
 
 def time_faiss(distance: str, database: np.ndarray, queries: np.ndarray) -> dict[str, Any]:
-    """The CPU engine before its numba kernels (still its path for a few queries / non-finite
-    vectors): faiss's IndexBinaryFlat for Hamming, faiss's L1 on tiles for floats."""
-    from rsir_cli.progress import NULL_PROGRESS
-    from rsir_cli.search import exact
-
-    task = NULL_PROGRESS.task("faiss", len(queries))
+    """The CPU engine before its numba kernels, its ``cpu-tiles`` strategy (still what ``auto`` runs
+    for a few queries / non-finite vectors): faiss's IndexBinaryFlat for Hamming, faiss's L1 on tiles
+    for floats."""
     began = time.perf_counter()
-    if distance == "hamming":
-        rows, dist = exact._faiss_hamming(database, queries, K, None, task)
-    else:
-        rows, dist = exact._cpu_float_search(database, queries, K, distance, None, task)
-    return {"seconds": time.perf_counter() - began, "queries": len(queries), "_distances": dist}
+    index = ExactIndex(distance, "cpu", strategy="cpu-tiles")
+    index.add(database)
+    result = index.search(queries, K)
+    return {"seconds": time.perf_counter() - began, "queries": len(queries), "_distances": result.distances}
 
 
 def time_official(database: np.ndarray, queries: np.ndarray, device: str) -> dict[str, Any]:
@@ -197,7 +196,7 @@ def main() -> None:
         entry["distance"] = distance
         entry["load_average_1min_at_start"] = load
         entry["command"] = "python benchmarks/evaluate.py " + " ".join(sys.argv[1:])
-        entry["engine"] = "numba kernels" if not on_cuda and distance in ("hamming", "l1") else "default"
+        entry["engine"] = {"cpu-kernels": "numba kernels"}.get(entry["strategy"], entry["strategy"])
         if not on_cuda and distance in ("hamming", "l1"):  # the previous CPU engine, same process
             faiss_rows = small_sample if distance == "hamming" else sample_rows
             faiss_run = time_faiss(distance, db, q[faiss_rows] if sample is None else q[rows[: len(faiss_rows)]])

@@ -28,19 +28,25 @@ import logging
 import os
 import platform
 import re
+import shutil
+import socket
 import statistics
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from rsir_cli.errors import StoreError, UsageError
-from rsir_cli.progress import NULL_PROGRESS, Progress
+from rsir_cli.progress import NULL_PROGRESS, Progress, ProgressTask
 from rsir_cli.search import milvus
+
+if TYPE_CHECKING:
+    from rsir_cli.search.base import SearchBackend, SearchResult
+    from rsir_cli.store import EmbeddingStore
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,8 @@ PAPER_K = 20
 DEFAULT_BATCH = 100
 SEEDED_CLUSTERS = 64
 SEEDED_DIM = 768
+#: where a run keeps its temporary Milvus Lite file: <store>/.bench-tmp/<host>-<pid>
+SCRATCH_FOLDER = ".bench-tmp"
 
 
 @dataclass
@@ -80,7 +88,7 @@ def seeded_data(n_queries: int, n_database: int, dim: int = SEEDED_DIM, seed: in
     )
 
 
-def store_data(store: Any, model: str, dataset: str, n_queries: int, n_database: int) -> BenchData:
+def store_data(store: EmbeddingStore, model: str, dataset: str, n_queries: int, n_database: int) -> BenchData:
     """Queries from the store's val split, the database from its test split (first rows of each).
 
     Raises:
@@ -100,12 +108,14 @@ def store_data(store: Any, model: str, dataset: str, n_queries: int, n_database:
     return BenchData(queries, database, source, False, notes)
 
 
-def vector_sets(embeddings: np.ndarray) -> list[tuple[str, str, Any]]:
+def vector_sets(embeddings: np.ndarray) -> list[tuple[str, str, Callable[[np.ndarray], np.ndarray]]]:
     """The paper's three kinds: (name, distance, make(embeddings) -> vectors) for float, binary, 32-bit trivial."""
     from rsir_cli.hashing import make_hasher
 
     dim = embeddings.shape[1]
-    kinds: list[tuple[str, str, Any]] = [(f"float-{dim}", "l2", lambda x: np.asarray(x, dtype=np.float32))]
+    kinds: list[tuple[str, str, Callable[[np.ndarray], np.ndarray]]] = [
+        (f"float-{dim}", "l2", lambda x: np.asarray(x, dtype=np.float32))
+    ]
     if dim % 8 == 0:
         binary = make_hasher("binary", None, None, dim)
         kinds.append((binary.name, "hamming", binary.transform))
@@ -196,7 +206,7 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if len(values) else float("nan")
 
 
-def _single_query_latencies(backend: Any, queries: np.ndarray, k: int, task: Any) -> list[float]:
+def _single_query_latencies(backend: SearchBackend, queries: np.ndarray, k: int, task: ProgressTask) -> list[float]:
     seconds = []
     for i in range(len(queries)):
         began = time.perf_counter()
@@ -206,7 +216,7 @@ def _single_query_latencies(backend: Any, queries: np.ndarray, k: int, task: Any
     return seconds
 
 
-def _throughput(backend: Any, queries: np.ndarray, k: int, batch: int) -> float:
+def _throughput(backend: SearchBackend, queries: np.ndarray, k: int, batch: int) -> float:
     began = time.perf_counter()
     for start in range(0, len(queries), batch):
         backend.search(queries[start : start + batch], k)
@@ -270,19 +280,26 @@ def _one_thread() -> Iterator[None]:
 
 
 def _exact_row(
-    size: int, name: str, distance: str, database: np.ndarray, queries: np.ndarray, k: int, batch: int, task: Any
-) -> tuple[BenchRow, Any]:
+    size: int,
+    name: str,
+    distance: str,
+    database: np.ndarray,
+    queries: np.ndarray,
+    k: int,
+    batch: int,
+    task: ProgressTask,
+) -> tuple[BenchRow, SearchResult]:
     from rsir_cli.search.exact import ExactIndex
 
     began = time.perf_counter()
-    engine = ExactIndex(distance)
-    engine.add(database)
-    insert_s = time.perf_counter() - began
-    engine.search(queries[:1], k)  # warm up (thread pools), as for Milvus
-    with _one_thread():
-        latencies = _single_query_latencies(engine, queries, k, task)
-    throughput = _throughput(engine, queries, k, batch)
-    truth = engine.search(queries, k)
+    with ExactIndex(distance) as engine:
+        engine.add(database)
+        insert_s = time.perf_counter() - began
+        engine.search(queries[:1], k)  # warm up (thread pools), as for Milvus
+        with _one_thread():
+            latencies = _single_query_latencies(engine, queries, k, task)
+        throughput = _throughput(engine, queries, k, batch)
+        truth = engine.search(queries, k)
     row = BenchRow(
         size, name, "exact", "exact (in process)", "exact", distance, insert_s, 0.0,
         statistics.fmean(latencies) * 1e3, _percentile(latencies, 50) * 1e3, _percentile(latencies, 95) * 1e3,
@@ -298,14 +315,14 @@ def _milvus_row(
     distance: str,
     database: np.ndarray,
     queries: np.ndarray,
-    truth: Any,
+    truth: SearchResult,
     *,
     k: int,
     nlist: int,
     nprobe: int,
     batch: int,
     server_pid: int | None,
-    task: Any,
+    task: ProgressTask,
 ) -> BenchRow:
     binary = distance == "hamming"
     requested, params, search_params = milvus.index_spec("ivf_flat", binary, nlist, nprobe)
@@ -423,6 +440,57 @@ def run_bench(
     return BenchReport(rows, settings)
 
 
+# ----------------------------------------------------------------------------------- scratch
+@contextmanager
+def scratch_folder(store_root: str | Path) -> Iterator[Path]:
+    """A private folder for this run's temporary Milvus Lite file, removed when the run ends.
+
+    It is ``<store>/.bench-tmp/<host>-<pid>``: on the store's disk (a Lite file of 100K vectors
+    takes hundreds of MB, too much for a small /tmp), and named by its process, so that a run
+    killed before it could clean up (SIGKILL, a power cut) leaves a folder the next run on this
+    host removes (its process is gone).
+    """
+    parent = Path(store_root) / SCRATCH_FOLDER
+    remove_stale_scratch(parent)
+    mine = parent / f"{socket.gethostname()}-{os.getpid()}"
+    shutil.rmtree(mine, ignore_errors=True)  # left by an earlier process that had this pid
+    mine.mkdir(parents=True)
+    try:
+        yield mine
+    finally:
+        shutil.rmtree(mine, ignore_errors=True)
+        with suppress(OSError):
+            parent.rmdir()  # only when no other run is using it
+
+
+def remove_stale_scratch(parent: Path) -> list[Path]:
+    """Remove the scratch folders under ``parent`` of this host's runs whose process is gone.
+
+    Returns:
+        The folders removed.
+    """
+    host = socket.gethostname()
+    removed = []
+    for folder in sorted(parent.iterdir()) if parent.is_dir() else []:
+        name_host, _, pid = folder.name.rpartition("-")
+        if name_host != host or not pid.isdigit() or _process_alive(int(pid)):
+            continue  # another host's run (a shared disk), or one still running
+        shutil.rmtree(folder, ignore_errors=True)
+        log.info("removed %s, left by a bench-milvus run that was stopped before it could clean up", folder)
+        removed.append(folder)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
 def _version(package: str) -> str:
     import importlib.metadata as metadata
 
@@ -433,7 +501,7 @@ def _version(package: str) -> str:
 
 
 def load_data(
-    store: Any,
+    store: EmbeddingStore,
     model: str | None,
     dataset: str | None,
     *,

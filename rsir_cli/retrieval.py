@@ -199,7 +199,8 @@ def make_backend(
     or ``http(s)://host:port`` with ``token``); it is checked to be current with the store.
     """
     if backend == "milvus":
-        from rsir_cli.search.milvus import open_database_collection, resolve_target
+        from rsir_cli.indexing import open_database_collection
+        from rsir_cli.search.milvus import resolve_target
 
         return open_database_collection(resolve_target(uri, token, database.store.root), database)
     if backend != "exact":

@@ -4,6 +4,8 @@ idempotent re-indexing, and one clear line for every failure."""
 from __future__ import annotations
 
 import json
+import re
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,15 @@ def matches(store: Path, query: str, *args: str) -> list[dict]:
     result = rsir("search", "--store", str(store), "--id", query, "--k", "10", "--json", *args)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)["results"][0]["matches"]
+
+
+def suggested(line: str) -> list[str]:
+    """The command an error line tells the user to run (between backticks), as argv without ``rsir``."""
+    match = re.search(r"run `([^`]+)`", line)
+    assert match, line
+    argv = shlex.split(match.group(1))
+    assert argv[0] == "rsir", line
+    return argv[1:]
 
 
 def one_error_line(result: Any, exit_code: int = 1) -> str:
@@ -141,8 +152,12 @@ def test_reindexing_is_idempotent_drop_rebuilds_and_a_changed_store_is_noticed(s
     make_store(store, seed=1, overwrite=True)  # re-embedded: same shape, other vectors
     stale = one_error_line(rsir("search", "--store", str(store), "--id", "val_0", "--backend", "milvus"))
     assert "rsir_m_d_test_float_l2" in stale and "out of date with the store (weights_sha256, created differ)" in stale
-    assert "run `rsir index --model m --dataset d --split test --float --distance l2` again" in stale
-    assert index_json(store)["state"] == "rebuilt (the store changed)"
+    rerun = suggested(stale)  # the store is not the default one: the command says which
+    assert rerun == ["index", "--model", "m", "--dataset", "d", "--split", "test", "--float", "--distance", "l2",
+                     "--store", str(store)]  # fmt: skip
+    result = rsir(*rerun, "--json")  # runs as printed
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["state"] == "rebuilt (the store changed)"
     exact = matches(store, "val_0", "--distance", "l2")
     assert [m["row"] for m in matches(store, "val_0", "--backend", "milvus")] == [m["row"] for m in exact]
     # the trivial-32 collection still holds the old codes and must be rebuilt too
@@ -175,6 +190,12 @@ def test_a_custom_uri_and_a_foreign_collection(store: Path, tmp_path: Path) -> N
 def test_failures_are_one_clear_line_and_exit_1(store: Path, tmp_path: Path) -> None:
     missing = one_error_line(rsir("search", "--store", str(store), "--id", "val_0", "--backend", "milvus"))
     assert "has no collection rsir_m_d_test_float_l2; run `rsir index --model m --dataset d --split test" in missing
+    assert rsir(*suggested(missing)).exit_code == 0  # runs as printed; then the search finds the collection
+    assert matches(store, "val_0", "--backend", "milvus")
+    from rsir_cli.search.milvus import MilvusConnection, resolve_target
+
+    with MilvusConnection(resolve_target(None, None, store)) as connection:
+        connection.drop_collection("rsir_m_d_test_float_l2")  # as before: no collection
 
     secret = "root:Hidden-Token-99"
     for command in (["index"], ["search", "--id", "val_0", "--backend", "milvus"]):
@@ -242,15 +263,74 @@ class _StopAfterFirstBatch:
 
 
 def test_an_interrupted_index_run_is_rebuilt(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from rsir_cli import retrieval
+    from rsir_cli import indexing, retrieval
     from rsir_cli.search import milvus
+    from rsir_cli.search.milvus import collection
 
-    monkeypatch.setattr(milvus, "_INSERT_MAX_ROWS", 256)  # 300 rows: two insert batches
+    monkeypatch.setattr(collection, "_INSERT_MAX_ROWS", 256)  # 300 rows: two insert batches
     database = retrieval.open_database(EmbeddingStore(store), distance="l2")
     target = milvus.resolve_target(None, None, store)
     with pytest.raises(KeyboardInterrupt):
-        milvus.index_database(target, database, progress=_StopAfterFirstBatch())
+        indexing.index_database(target, database, progress=_StopAfterFirstBatch())
     with milvus.MilvusConnection(target) as connection:
         assert len(milvus.MilvusIndex(connection, "rsir_m_d_test_float_l2", distance="l2", dim=DIM)) == 256
     assert index_json(store)["state"] == "rebuilt (an earlier run stopped early)"
     assert index_json(store)["rows"] == TEST
+
+
+def test_suggested_index_commands_name_only_what_differs_from_the_defaults(
+    store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from rsir_cli import retrieval
+    from rsir_cli.indexing import index_command
+    from rsir_cli.search.milvus import resolve_target
+
+    hash_store(EmbeddingStore(store), "lsh", 32, [7])
+    lsh = retrieval.open_database(EmbeddingStore(store), hash_method="lsh", bits=32, seed=7)
+    here = resolve_target(None, None, store)
+    assert shlex.split(index_command(lsh, here))[1:] == [
+        "index", "--model", "m", "--dataset", "d", "--split", "test", "--hash", "lsh", "--bits", "32", "--seed", "7",
+        "--store", str(store),
+    ]  # fmt: skip
+    assert rsir(*shlex.split(index_command(lsh, here))[1:]).exit_code == 0
+    elsewhere = resolve_target(str(tmp_path / "my vectors.db"), None, ".")
+    assert index_command(lsh, elsewhere).endswith(f"--uri '{tmp_path / 'my vectors.db'}' --store {store}")
+    server = resolve_target("https://user:pw@milvus.example.org:19530", "root:Secret-99", ".")
+    command = index_command(lsh, server)
+    assert "--uri https://milvus.example.org:19530" in command and "pw" not in command and "Secret" not in command
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rsir-store").symlink_to(store)  # the default store, ./rsir-store
+    trivial = retrieval.open_database(EmbeddingStore("rsir-store"), hash_method="trivial", bits=32)
+    assert index_command(trivial, resolve_target(None, None, "rsir-store")) == (
+        "rsir index --model m --dataset d --split test --hash trivial --bits 32"
+    )
+
+
+def test_a_token_for_milvus_lite_is_ignored_with_one_warning(store: Path) -> None:
+    result = rsir("index", "--store", str(store), "--hash", "trivial", "--bits", "32", "--token", "root:Hidden-77")
+    assert result.exit_code == 0, result.output
+    stderr = " ".join(result.stderr.split())  # unwrapped
+    assert stderr.count("token (--token / RSIR_MILVUS_TOKEN) is ignored: Milvus Lite, a local file, has no users") == 1
+    assert "Hidden-77" not in result.output
+
+
+def test_the_early_collection_check_reads_no_vectors_beyond_their_shape(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`search --backend milvus` can check its collection before it embeds a tile: no digest of the vectors."""
+    from rsir_cli import indexing, retrieval
+    from rsir_cli.errors import BackendError
+    from rsir_cli.search.milvus import resolve_target
+
+    database = retrieval.open_database(EmbeddingStore(store), hash_method="trivial", bits=32)
+    target = resolve_target(None, None, store)
+    with pytest.raises(BackendError, match="has no collection rsir_m_d_test_trivial_32; run `rsir index"):
+        indexing.open_database_collection(target, database)
+    index_json(store, "--hash", "trivial", "--bits", "32")
+
+    def no_digest(*args: object) -> str:
+        raise AssertionError("the early check computed the vectors' digest")
+
+    monkeypatch.setattr(indexing, "fingerprint", no_digest)
+    with indexing.open_database_collection(target, database) as collection:
+        assert len(collection) == TEST and collection.search(database.vectors[:2], 1).indices[:, 0].tolist() == [0, 1]

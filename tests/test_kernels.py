@@ -39,8 +39,7 @@ def tie_heavy_codes(n: int, width: int, rng: np.random.Generator) -> np.ndarray:
 
 
 @pytest.mark.parametrize("width", [1, 3, 4, 5, 12, 31, 32, 33, 64, 96, 200, 992, 1000])
-def test_hamming_kernels_equal_brute_force_on_every_layout(width: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernels, "_TILE_BYTES", 2048)  # many tiles per query block
+def test_hamming_kernels_equal_brute_force_on_every_layout(width: int) -> None:
     rng = np.random.default_rng(width)
     database = tie_heavy_codes(700, width, rng)
     queries = np.concatenate([database[rng.integers(0, 700, 9)], tie_heavy_codes(6, width, rng)])  # 15: not 4k
@@ -50,7 +49,7 @@ def test_hamming_kernels_equal_brute_force_on_every_layout(width: int, monkeypat
     full = reference_distances("hamming", queries, database)
     ties = 0
     for k in (1, 20, 699, 700):
-        rows, dist = kernels.hamming_topk(prepared, queries, k)
+        rows, dist = kernels.hamming_topk(prepared, queries, k, tile_rows=150)  # many tiles per query block
         expected_rows, expected_dist = brute_force(full, k)
         np.testing.assert_array_equal(rows, expected_rows, err_msg=f"width {width} k {k}")
         np.testing.assert_array_equal(dist, expected_dist)
@@ -89,8 +88,7 @@ def _l1_cases(rng: np.random.Generator) -> dict[str, tuple[np.ndarray, np.ndarra
 
 
 @pytest.mark.parametrize("case", ["normal", "outlier", "integers", "duplicates", "constant"])
-def test_l1_kernels_equal_brute_force(case: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kernels, "_TILE_BYTES", 64 * 32)  # tiles of 64 rows
+def test_l1_kernels_equal_brute_force(case: str) -> None:
     rng = np.random.default_rng(sum(map(ord, case)))
     database, queries = _l1_cases(rng)[case]
     quantiser = kernels.L1Quantiser(database)
@@ -100,7 +98,9 @@ def test_l1_kernels_equal_brute_force(case: str, monkeypatch: pytest.MonkeyPatch
         k = min(k, len(database))
         expected_rows, expected_dist = brute_force(full, k)
         for mode in ("direct", "quantised"):
-            rows, dist, counts = kernels.l1_topk(database, queries, k, quantised if mode == "quantised" else None)
+            rows, dist, counts = kernels.l1_topk(
+                database, queries, k, quantised if mode == "quantised" else None, tile_rows=64
+            )
             np.testing.assert_array_equal(rows, expected_rows, err_msg=f"{case} {mode} k={k}")
             np.testing.assert_array_equal(dist, expected_dist)
         # counts: the quantised run's exactly evaluated rows per query
@@ -137,11 +137,15 @@ def test_engine_routes_batches_through_the_kernels(monkeypatch: pytest.MonkeyPat
     expected_rows, expected_dist = brute_force(reference_distances("l1", queries, database), 30)
     np.testing.assert_array_equal(result.indices, expected_rows)
     np.testing.assert_array_equal(result.distances, expected_dist)
-    # hamming: a batch runs the kernels, a few queries faiss; both give the same answer
+    # hamming: a batch runs the kernels, a few queries faiss (cpu-tiles); both give the same answer
     codes = tie_heavy_codes(900, 96, rng)
-    batch = exact.exact_search(codes, codes[:70], 15, "hamming")
-    monkeypatch.setattr(exact, "_KERNEL_MIN_QUERIES", 10**9)
-    np.testing.assert_array_equal(exact.exact_search(codes, codes[:70], 15, "hamming").indices, batch.indices)
+    index = exact.ExactIndex("hamming")
+    index.add(codes)
+    assert (index.strategy_for(codes[:70]), index.strategy_for(codes[:5])) == ("cpu-kernels", "cpu-tiles")
+    batch = index.search(codes[:70], 15)
+    faiss = exact.exact_search(codes, codes[:70], 15, "hamming", strategy="cpu-tiles")
+    np.testing.assert_array_equal(faiss.indices, batch.indices)
+    np.testing.assert_array_equal(faiss.indices, brute_force(reference_distances("hamming", codes[:70], codes), 15)[0])
 
 
 def test_l1_with_nan_falls_back_to_float32_tiles() -> None:

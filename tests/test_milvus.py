@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -47,8 +51,15 @@ def _fresh(connection: MilvusConnection, name: str, distance: str, dim: int) -> 
 
 
 # ------------------------------------------------------------------------------------- URIs
-def test_uri_resolution(tmp_path: Path) -> None:
-    default = milvus.resolve_target(None, "ignored", tmp_path / "store")
+def test_uri_resolution(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="rsir_cli"):
+        default = milvus.resolve_target(None, "ignored", tmp_path / "store")
+        assert caplog.messages == [
+            "the Milvus token (--token / RSIR_MILVUS_TOKEN) is ignored: Milvus Lite, a local file, has no users"
+        ]
+        milvus.resolve_target(None, None, tmp_path / "store")
+        milvus.resolve_target(str(tmp_path / "x.db"), "ignored too", ".")
+        assert len(caplog.messages) == 2  # said once per token given, not for a Lite target without one
     assert default.lite and default.uri == str((tmp_path / "store" / "milvus.db").absolute())
     assert default.token is None  # Milvus Lite takes no token
     server = milvus.resolve_target("https://user:password1@milvus.example.org:19530", "tok:secret", ".")
@@ -193,13 +204,38 @@ def test_unreachable_server_is_one_quick_line_without_the_token() -> None:
     assert "TopSecret42" not in message
 
 
-def test_open_backend_by_kind(lite: MilvusConnection) -> None:
-    exact = milvus.open_backend("exact", distance="l2")
-    assert len(exact) == 0
-    with pytest.raises(UsageError, match="exact or milvus"):
-        milvus.open_backend("faiss", distance="l2")
-    with pytest.raises(BackendError, match="has no collection nope"):
-        milvus.open_backend("milvus", distance="l2", uri=lite.target.uri, collection="nope")
+def _lite_file_is_held(path: Path) -> bool:
+    """Whether a Milvus Lite server holds the file, as another process sees it (its lock file is locked)."""
+    probe = (
+        "import fcntl, sys\n"
+        "try:\n"
+        "    fcntl.lockf(open(sys.argv[1], 'a'), fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+        "except BlockingIOError:\n"
+        "    sys.exit(1)\n"
+    )
+    lock = path.parent / f".{path.name}.lock"
+    return subprocess.run([sys.executable, "-c", probe, str(lock)], check=False).returncode == 1
+
+
+def test_an_opened_collection_is_a_backend_that_closes_what_it_owns(tmp_path: Path) -> None:
+    target = milvus.resolve_target(str(tmp_path / "own.db"), None, ".")
+    owner = MilvusConnection(target)
+    index = MilvusIndex.create(owner, "c", distance="l2", dim=2)
+    index.add(np.eye(2, dtype=np.float32))
+    index.build_index("FLAT", {}, {})
+    with pytest.raises(BackendError, match=r"has no collection nope$"):
+        MilvusIndex.open(owner, "nope")
+    with pytest.raises(BackendError, match="has no collection nope; run `this` first"):
+        MilvusIndex.open(owner, "nope", hint="run `this` first")
+    with MilvusIndex.open(owner, "c") as borrowed:  # the connection stays its owner's
+        np.testing.assert_array_equal(borrowed.search(np.eye(2, dtype=np.float32), 1).indices, [[0], [1]])
+    assert owner.has_collection("c") and _lite_file_is_held(tmp_path / "own.db")
+    owner.close()
+    assert not _lite_file_is_held(tmp_path / "own.db")  # the last connection stopped the Lite server
+    with MilvusIndex.open(MilvusConnection(target), "c", owns_connection=True) as owned:
+        assert len(owned) == 2 and _lite_file_is_held(tmp_path / "own.db")
+    assert not _lite_file_is_held(tmp_path / "own.db")  # closing the index closed its connection
+    owned.close()  # twice is harmless
 
 
 # ----------------------------------------------------------------------------------- the bench
@@ -249,6 +285,49 @@ def test_bench_on_milvus_lite_with_seeded_vectors(tmp_path: Path) -> None:
             assert row["memory_mb"] and row["memory_mb"] > 10  # the Milvus Lite process
     csv_text = (tmp_path / "b.csv").read_text()
     assert csv_text.count("SEEDED synthetic vectors") == len(rows)
+    assert not (tmp_path / "empty" / bench.SCRATCH_FOLDER).exists()  # the temporary Lite file is gone
+
+
+def test_stale_scratch_folders_are_those_of_this_hosts_dead_processes(tmp_path: Path) -> None:
+    finished = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(finished.stdout)
+    host = socket.gethostname()
+    parent = tmp_path / bench.SCRATCH_FOLDER
+    dead, alive, elsewhere = (
+        parent / f"{host}-{dead_pid}",
+        parent / f"{host}-{os.getpid()}",
+        parent / f"other-{dead_pid}",
+    )
+    for folder in (dead, alive, elsewhere):
+        folder.mkdir(parents=True)
+        (folder / "bench.db").write_bytes(b"x")
+    assert bench.remove_stale_scratch(parent) == [dead]
+    assert not dead.exists() and alive.exists() and elsewhere.exists()
+    assert bench.remove_stale_scratch(tmp_path / "no such folder") == []
+
+
+@pytest.mark.slow
+def test_a_killed_bench_leaves_a_folder_that_the_next_run_removes(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    command = [sys.executable, "-m", "rsir_cli", "bench-milvus", "--store", str(store), "--sizes", "5000",
+               "--queries", "500", "--k", "5", "--seeded"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    run = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    scratch = store / bench.SCRATCH_FOLDER / f"{socket.gethostname()}-{run.pid}"
+    try:
+        deadline = time.monotonic() + 120
+        while not (scratch / "bench.db").exists() and run.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (scratch / "bench.db").exists(), "the run never made its Lite file"
+    finally:
+        run.kill()  # SIGKILL: no cleanup can run
+        run.wait()
+    assert (scratch / "bench.db").exists()  # left behind
+    result = CliRunner().invoke(
+        app, ["bench-milvus", "--store", str(store), "--sizes", "200", "--queries", "5", "--k", "3", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert not (store / bench.SCRATCH_FOLDER).exists()
 
 
 def test_bench_reads_store_embeddings_when_present(tmp_path: Path) -> None:

@@ -81,8 +81,9 @@ def bench_milvus(
     same shapes are used and labelled SEEDED. Each row reports insert and index
     time, single-query latency (mean, p50, p95, p99), batched throughput,
     tie-aware recall@k against the exact engine, and memory. Without --uri the
-    run uses a temporary Milvus Lite file. Its collections (rsir_bench_*) are
-    dropped afterwards.
+    run uses a temporary Milvus Lite file in the store folder, .bench-tmp (removed
+    afterwards; a run that was killed leaves it to the next run to remove). Its
+    collections (rsir_bench_*) are dropped afterwards.
 
     Examples:
 
@@ -92,7 +93,7 @@ def bench_milvus(
 
         rsir bench-milvus --sizes 10000 --queries 200 --csv bench.csv
     """
-    import tempfile
+    from contextlib import ExitStack
 
     from rsir_cli import bench
     from rsir_cli.search import milvus
@@ -106,8 +107,9 @@ def bench_milvus(
     )
     if data.seeded:
         output.note(f"[bold magenta]SEEDED:[/bold magenta] {data.source}")
-    with tempfile.TemporaryDirectory(prefix="rsir-bench-") as scratch:
-        target = milvus.resolve_target(uri or str(Path(scratch) / "bench.db"), token, store)
+    with ExitStack() as scratch:
+        lite_file = None if uri else scratch.enter_context(bench.scratch_folder(store)) / "bench.db"
+        target = milvus.resolve_target(uri or str(lite_file), token, store)
         with output.progress_bars() as progress:
             report = bench.run_bench(
                 target, data, sizes=size_list, k=k, nlist=nlist, nprobe=nprobe, batch=batch, server_pid=server_pid,

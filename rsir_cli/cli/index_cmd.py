@@ -70,7 +70,7 @@ def index(
 
         rsir index --hash binary --uri http://milvus.example.org:19530 --token user:password
     """
-    from rsir_cli import retrieval
+    from rsir_cli import indexing, retrieval
     from rsir_cli.search import milvus
     from rsir_cli.store import EmbeddingStore
 
@@ -98,7 +98,7 @@ def index(
         distance=None if use_codes else distance,
     )
     with output.progress_bars() as progress:
-        result = milvus.index_database(
+        result = indexing.index_database(
             target, database, index_type=index_type, nlist=nlist, drop=drop, progress=progress
         )
     if json_output:

@@ -524,11 +524,13 @@ def hamming_topk(
     k: int,
     advance: Callable[[int], None] | None = None,
     threads: int | None = None,
+    tile_rows: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact top-k Hamming search of packed uint8 queries against :func:`prepare_codes` rows.
 
     Returns rows (Q, k) int64 and distances (Q, k) int64, ordered by (distance, row); ``k`` must not
-    exceed the number of database rows. ``advance(n)`` reports finished queries.
+    exceed the number of database rows. ``advance(n)`` reports finished queries; ``tile_rows``
+    sets the database rows a block of queries scans at a time (default: an L2 cache's worth).
     """
     n_queries, width = query_codes.shape
     queries = np.zeros((n_queries, database.shape[1] * database.itemsize), dtype=np.uint8)
@@ -536,7 +538,7 @@ def hamming_topk(
     queries = queries.view(database.dtype)
     out_rows = np.empty((n_queries, k), dtype=np.int64)
     out_dist = np.empty((n_queries, k), dtype=np.int64)
-    tile = max(256, _TILE_BYTES // (database.itemsize * database.shape[1]))
+    tile = tile_rows or max(256, _TILE_BYTES // (database.itemsize * database.shape[1]))
     blocks = _hamming_vector_blocks if database.dtype == np.uint8 else _hamming_blocks
 
     def run(start: int, stop: int, block: int) -> None:
@@ -816,6 +818,7 @@ def l1_topk(
     quantised: tuple[L1Quantiser, Quantised] | None = None,
     advance: Callable[[int], None] | None = None,
     threads: int | None = None,
+    tile_rows: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Exact top-k L1 of float32 ``queries`` against a float32 ``database``.
 
@@ -823,7 +826,9 @@ def l1_topk(
     quantised bounds; without, every row's distance is computed (best for a few queries). Both
     rank the same float32 distances. Returns rows (Q, k) int64, distances (Q, k) float64 (float32
     values) and each query's number of exactly evaluated rows; ``k`` must not exceed the number
-    of database rows. ``advance(n)`` reports finished queries.
+    of database rows. ``advance(n)`` reports finished queries; ``tile_rows`` sets the database
+    rows a block of quantised queries scans at a time (default: an L2 cache's worth; the direct
+    path splits the rows among the threads instead).
     """
     n_queries = queries.shape[0]
     out_rows = np.empty((n_queries, k), dtype=np.int64)
@@ -834,7 +839,7 @@ def l1_topk(
         return out_rows, out_dist, counts
     quantiser, codes = quantised
     query_codes = quantiser.quantise(queries)
-    tile = max(64, _TILE_BYTES // quantiser.width)
+    tile = tile_rows or max(64, _TILE_BYTES // quantiser.width)
 
     def run(start: int, stop: int, block: int) -> None:
         _l1_blocks(
