@@ -278,3 +278,186 @@ def test_model_registry_configs_match_the_paper() -> None:
     assert vit.read_bands == ("B04", "B03", "B02") and vit.mean == (5000.0,) * 3 and vit.pooling == "cls"
     with pytest.raises(UsageError, match="unknown model 'nope'.*prithvi"):
         get_model_config("nope")
+
+
+def test_own_block_equals_timms_and_seeded_builds_draw_the_same_numbers() -> None:
+    """rsir's Block is timm's Block bit for bit: same weights from the same seed, same output."""
+    import functools
+
+    from timm.models.vision_transformer import Block as TimmBlock
+
+    from rsir_cli.models.layers import Block
+
+    for eps in (1e-6, 1e-5):
+        torch.manual_seed(0)
+        ours = Block(64, 4, 4.0, eps=eps)
+        torch.manual_seed(0)
+        theirs = TimmBlock(64, 4, 4.0, qkv_bias=True, norm_layer=functools.partial(torch.nn.LayerNorm, eps=eps))
+        assert ours.state_dict().keys() == theirs.state_dict().keys()
+        assert all(torch.equal(v, theirs.state_dict()[k]) for k, v in ours.state_dict().items())
+        with torch.no_grad():  # away from LayerNorm's ones and zeros
+            for p_ours, p_theirs in zip(ours.parameters(), theirs.parameters(), strict=True):
+                p_ours.add_(torch.randn_like(p_ours) * 0.1)
+                p_theirs.copy_(p_ours)
+        x = torch.randn(3, 17, 64)
+        with torch.inference_mode():
+            assert torch.equal(ours(x), theirs(x))
+
+
+def test_random_prithvi_weights_are_the_seeded_timm_built_ones() -> None:
+    """Random-weight stores made when Prithvi was built from timm's Block keep their embeddings."""
+    import functools
+
+    from timm.models.vision_transformer import Block as TimmBlock
+
+    from rsir_cli.models.prithvi import PatchEmbed3D
+
+    config = ModelConfig.from_dict(TINY)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)  # rsir's RANDOM_SEED, in the construction order of the old encoder
+        patch = PatchEmbed3D(6, 64, 8, 1)
+        norm = functools.partial(torch.nn.LayerNorm, eps=1e-6)
+        blocks = [TimmBlock(64, 4, 4.0, qkv_bias=True, norm_layer=norm) for _ in range(2)]
+    encoder = build_encoder(config, random_weights=True)
+    assert torch.equal(encoder.module.patch_embed.proj.weight, patch.proj.weight)
+    for ours, theirs in zip(encoder.module.blocks, blocks, strict=True):
+        assert all(torch.equal(v, theirs.state_dict()[k]) for k, v in ours.state_dict().items())
+
+
+def _timm_vit(name: str, **kwargs):
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model(name, pretrained=False, num_classes=0, **kwargs).eval()
+    with torch.no_grad():
+        for param in model.parameters():
+            param.add_(torch.randn_like(param) * 0.02)
+    return model
+
+
+def test_ssl4eo_vit_equals_timm_vit_small_as_torchgeo_builds_it(tmp_path: Path) -> None:
+    """torchgeo's vit_small_patch16_224(weights) is timm's vit_small_patch16_224 with in_chans 13."""
+    config = get_model_config("ssl4eo-vit-s16-moco")
+    assert config.bands == ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12")
+    reference = _timm_vit("vit_small_patch16_224", in_chans=13)
+    state = reference.state_dict()
+    state.update({"head.weight": torch.zeros(1000, 384), "head.bias": torch.zeros(1000)})  # a classifier is ignored
+    torch.save(state, tmp_path / "ssl4eo.pth")
+    encoder = build_encoder(config, weights=tmp_path / "ssl4eo.pth")
+    x = torch.randn(2, 13, 224, 224, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ours = encoder.module(x)
+        expected = reference(x)  # num_classes=0: the CLS token after the final norm
+    assert ours.shape == (2, 384)
+    assert float((ours - expected).norm() / expected.norm()) < 1e-5
+
+
+def test_ssl4eo_configs_name_torchgeo_published_weights() -> None:
+    from tests.reference import torchgeo_source
+
+    source = torchgeo_source("vit").read_text()
+    for model, enum in [("ssl4eo-vit-s16-moco", "SENTINEL2_ALL_MOCO"), ("ssl4eo-vit-s16-dino", "SENTINEL2_ALL_DINO")]:
+        weights = get_model_config(model).weights
+        url = f"hf.co/{weights.repo_id}/resolve/{weights.revision}/{weights.filename}"
+        block = source[source.index(f"    {enum} = Weights(") :][:600]
+        assert url in block and "'in_chans': 13" in block and "_zhu_xlab_transforms" in block
+        assert weights.filename.endswith(f"-{weights.sha256_prefix}.pth")
+
+
+def test_own_vit_equals_timm_vit_bit_for_bit_and_needs_no_timm_to_load(tmp_path: Path) -> None:
+    reference = _timm_vit("vit_small_patch16_224", img_size=32, in_chans=3)
+    config = ModelConfig.from_dict(
+        {
+            "name": "tiny-vit",
+            "description": "test",
+            "architecture": "timm_vit",
+            "timm_name": "vit_small_patch16_224",
+            "bands": ["B04", "B03", "B02"],
+            "mean": [0.0] * 3,
+            "std": [1.0] * 3,
+            "input_size": 32,
+            "pooling": "cls",
+            "embed_dim": 384,
+        }
+    )
+    torch.save(reference.state_dict(), tmp_path / "vit.pth")
+    encoder = build_encoder(config, weights=tmp_path / "vit.pth")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.inference_mode():
+        assert torch.equal(encoder.module(x), reference(x))
+
+
+def test_building_from_a_checkpoint_imports_neither_timm_nor_torchvision(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    sd = _random_checkpoint(TINY)
+    torch.save(_to_2024_layout(sd), tmp_path / "ckpt.pt")
+    (tmp_path / "tiny.yaml").write_text(__import__("json").dumps(TINY))
+    script = (
+        "import sys; from pathlib import Path; from rsir_cli.models import build_encoder, get_model_config; "
+        f"e = build_encoder(get_model_config({str(tmp_path / 'tiny.yaml')!r}), weights=Path({str(tmp_path / 'ckpt.pt')!r})); "
+        "print(sorted(m for m in ('timm', 'torchvision', 'torch._dynamo') if m in sys.modules))"
+    )
+    env = {**__import__("os").environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_checkpoint_tensors_are_assigned_as_float32_without_random_init(tmp_path: Path) -> None:
+    sd = {k: v.half() for k, v in _random_checkpoint(TINY).items()}
+    torch.save(sd, tmp_path / "half.pt")
+    encoder = build_encoder(ModelConfig.from_dict(TINY), weights=tmp_path / "half.pt")
+    weight = encoder.module.blocks[1].mlp.fc2.weight
+    assert weight.dtype == torch.float32 and not weight.is_meta and not weight.requires_grad
+    assert torch.equal(weight, sd["blocks.1.mlp.fc2.weight"].float())
+    assert not any(t.is_meta for t in [*encoder.module.parameters(), *encoder.module.buffers()])
+    assert tuple(encoder.module.pos_embed.shape) == (1, 17, 64)
+
+
+def test_weights_source_is_typed_and_round_trips() -> None:
+    from rsir_cli.models import WeightsSource
+
+    vit_tv = get_model_config("vit-tv").weights
+    assert isinstance(vit_tv, WeightsSource)
+    assert (vit_tv.source, vit_tv.sha256_prefix, vit_tv.license) == ("url", "c867db91", "BSD-3-Clause")
+    assert vit_tv.location == "https://download.pytorch.org/models/vit_b_16-c867db91.pth"
+    moco = get_model_config("ssl4eo-vit-s16-moco").weights
+    assert moco.location.startswith("https://huggingface.co/torchgeo/vit_small_patch16_224_sentinel2_all_moco@1cb683f6")
+    assert WeightsSource.from_dict(moco.to_dict()) == moco
+    for bad, message in [
+        ({"source": "ftp"}, "source must be one of"),
+        ({"source": "huggingface", "repo_id": "x/y"}, "need repo_id and filename"),
+        ({"source": "url"}, "need a url"),
+        ({"source": "url", "url": "https://x", "sha": "1"}, "unknown weights key"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            WeightsSource.from_dict(bad, "test.yaml")
+
+
+def test_every_registered_model_round_trips_through_the_store_provenance() -> None:
+    import json
+
+    from rsir_cli.models import config_from_provenance, model_names
+
+    for name in model_names():
+        config = get_model_config(name)
+        assert config_from_provenance(json.loads(json.dumps(config.provenance()))) == config, name
+
+
+def test_provenance_written_before_the_weights_dataclass_still_loads() -> None:
+    """Stores made with rsir 0.2 record ``weights`` as the YAML's dict and lack the new fields."""
+    from dataclasses import asdict
+
+    from rsir_cli.models import config_from_provenance
+
+    old = asdict(get_model_config("prithvi"))
+    old["weights"] = {
+        "source": "huggingface",
+        "repo_id": "ibm-nasa-geospatial/Prithvi-EO-1.0-100M",
+        "filename": "Prithvi_EO_V1_100M.pt",
+        "license": "Apache-2.0",
+    }
+    for key in ("inputs", "any_bands", "wavelengths", "sensor"):
+        del old[key]
+    assert config_from_provenance({"model_config": old}) == get_model_config("prithvi")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.text import Text
@@ -10,6 +10,9 @@ from rich.text import Text
 from rsir_cli.cli import output
 from rsir_cli.cli.app import command
 from rsir_cli.cli.options import STORE_DEFAULT, JsonOption, StoreOption
+
+if TYPE_CHECKING:
+    from rsir_cli.models import ModelConfig, WeightsSource
 
 
 @command("info", "Show what the store holds (and the known models and datasets).")
@@ -84,14 +87,48 @@ def _show_models(json_output: bool) -> None:
 
     configs = [get_model_config(name) for name in model_names()]
     if json_output:
-        output.print_json([{"name": c.name, "description": c.description, **c.provenance()} for c in configs])
+        output.print_json(
+            [
+                {"name": c.name, "description": c.description, "weights": c.weights.to_dict(), **c.provenance()}
+                for c in configs
+            ]
+        )
         return
-    rows = [[c.name, ", ".join(c.read_bands), c.input_size, c.pooling, c.embed_dim, c.description] for c in configs]
+    rows = [
+        [
+            c.name,
+            _bands_cell(c),
+            c.embed_dim,
+            c.input_size,
+            c.pooling,
+            ", ".join(c.inputs) or "-",
+            _weights_cell(c.weights),
+        ]
+        for c in configs
+    ]
     output.print_table(
         output.make_table(
-            "Models", ["model", "bands read", "input", "pooling", "dim", "description"], rows, numeric=("input", "dim")
+            "Models",
+            ["model", "bands", "dim", "input", "pooling", "extra", "weights"],
+            rows,
+            numeric=("dim", "input"),
         )
     )
+
+
+def _bands_cell(config: ModelConfig) -> str:
+    if config.any_bands:
+        return f"any (wavelengths); default {' '.join(config.read_bands)}"
+    filled = f" ({' '.join(config.fill_bands)} filled)" if config.fill_bands else ""
+    return " ".join(config.read_bands) + filled
+
+
+def _weights_cell(weights: WeightsSource) -> str:
+    if weights.source == "huggingface":
+        return f"{weights.repo_id} {weights.filename}"
+    if weights.source == "url":
+        return str(weights.url)
+    return "-"
 
 
 def _show_datasets(json_output: bool) -> None:

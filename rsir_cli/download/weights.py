@@ -143,7 +143,7 @@ def download_weights(
     started = time.perf_counter()
     cfg = get_model_config(model)
     weights = cfg.weights
-    if weights.get("source") not in ("huggingface", "url"):
+    if not weights.downloadable:
         raise UsageError(f"model {cfg.name} has no weights to download (its config has no weights: source)")
     key = weights_key(cfg)
     recorded = read_manifest().get(key) or {}
@@ -151,7 +151,7 @@ def download_weights(
         path = Path(str(recorded.get("path", "")))
         if path.is_file() and path.stat().st_size == recorded.get("size"):
             report = FileReport(
-                name=str(weights.get("filename")),
+                name=str(weights.filename),
                 url=str(recorded.get("source", "")),
                 destination=path,
                 size=path.stat().st_size,
@@ -168,7 +168,7 @@ def download_weights(
                 seconds=time.perf_counter() - started,
                 notes=["--force downloads it again"],
             )
-    if weights["source"] == "huggingface":
+    if weights.source == "huggingface":
         result = _download_hub(cfg, key, recorded, mirror, force, dry_run, progress)
     else:
         result = _download_url(cfg, key, recorded, mirror, force, dry_run, progress, retry)
@@ -178,7 +178,7 @@ def download_weights(
 
 def _check_recorded(cfg: ModelConfig, sha256: str, recorded: dict[str, Any], force: bool, path: Path) -> None:
     """The expected sha256 prefix, and the sha256 recorded at the first download (trust on first use)."""
-    prefix = cfg.weights.get("sha256_prefix")
+    prefix = cfg.weights.sha256_prefix
     if prefix and not sha256.startswith(str(prefix).lower()):
         raise WeightsError(
             f"{path} has sha256 {sha256[:16]}..., expected {prefix}...: not the published file; delete it and run "
@@ -203,7 +203,7 @@ def _download_hub(
     from rsir_cli.models.weights import record_weights
 
     weights = cfg.weights
-    repo_id, filename, revision = str(weights["repo_id"]), str(weights["filename"]), weights.get("revision")
+    repo_id, filename, revision = str(weights.repo_id), str(weights.filename), weights.revision
     endpoint = check_mirror(mirror)
     url = _hub_url(endpoint, repo_id, filename, revision)
     shown = redact(url)
@@ -214,7 +214,7 @@ def _download_hub(
             filename,
             url,
             repo_folder,
-            weights.get("size"),
+            weights.size,
             "would download",
             checksum="sha256 checked against the Hub's LFS etag, then recorded",
         )
@@ -306,13 +306,13 @@ def _download_url(
     from rsir_cli.models.weights import record_weights
 
     weights = cfg.weights
-    url = apply_mirror(str(weights["url"]), mirror)
-    filename = str(weights.get("filename") or PurePosixPath(urlsplit(url).path).name)
+    url = apply_mirror(str(weights.url), mirror)
+    filename = str(weights.filename or PurePosixPath(urlsplit(url).path).name)
     dest = config.weights_dir() / filename
-    prefix = weights.get("sha256_prefix")
+    prefix = weights.sha256_prefix
     checksum = f"sha256 starts with {prefix} (published in the file name)" if prefix else "sha256 recorded"
     if dry_run:
-        report = FileReport(filename, url, dest, weights.get("size"), "would download", checksum=checksum)
+        report = FileReport(filename, url, dest, weights.size, "would download", checksum=checksum)
         return DownloadResult(cfg.name, "weights", "dry run", dest, [report])
     with exclusive(dest.parent / ".lock", dest.parent):
         status = "present"
@@ -322,7 +322,7 @@ def _download_url(
             sha256 = sha256_file(dest)
             size = dest.stat().st_size
         else:
-            manual = _how_to_place(cfg.name, str(weights["url"]), f"save it as {dest} and run this again")
+            manual = _how_to_place(cfg.name, str(weights.url), f"save it as {dest} and run this again")
             try:
                 result = fetch(
                     url,

@@ -70,7 +70,7 @@ def record_weights(key: str, path: Path, sha256: str, source: str) -> None:
 def weights_key(config: ModelConfig) -> str:
     """Models sharing a checkpoint share a manifest entry (prithvi and prithvi-rgb)."""
     weights = config.weights
-    return str(weights.get("repo_id") or weights.get("url") or config.name) + "/" + str(weights.get("filename", ""))
+    return str(weights.repo_id or weights.url or config.name) + "/" + str(weights.filename or "")
 
 
 def _checksum(path: Path) -> str:
@@ -83,11 +83,7 @@ def _checksum(path: Path) -> str:
 
 
 def how_to_get(config: ModelConfig) -> str:
-    weights = config.weights
-    if weights.get("source") == "huggingface":
-        where = f"https://huggingface.co/{weights['repo_id']} ({weights['filename']})"
-    else:
-        where = str(weights.get("url", "its publisher"))
+    where = config.weights.location if config.weights.downloadable else "its publisher"
     return (
         f"run `rsir download {config.name}` (needs network access to {where}), or download the file yourself and "
         f"pass --weights PATH; --random-weights runs with random weights, for smoke tests only"
@@ -100,19 +96,19 @@ def find_cached(config: ModelConfig) -> Path | None:
     if entry and Path(entry["path"]).is_file():
         return Path(entry["path"])
     weights = config.weights
-    if weights.get("source") == "huggingface":
+    if weights.source == "huggingface":
         try:
             from huggingface_hub import try_to_load_from_cache
 
             found = try_to_load_from_cache(
-                repo_id=weights["repo_id"], filename=weights["filename"], revision=weights.get("revision")
+                repo_id=str(weights.repo_id), filename=str(weights.filename), revision=weights.revision
             )
         except Exception:  # an unreadable cache is the same as no cache here
             found = None
         if isinstance(found, str) and Path(found).is_file():
             return Path(found)
-    elif weights.get("filename"):
-        candidate = rsir_config.weights_dir() / str(weights["filename"])
+    elif weights.filename:
+        candidate = rsir_config.weights_dir() / weights.filename
         if candidate.is_file():
             return candidate
     return None
@@ -138,7 +134,7 @@ def resolve_weights(config: ModelConfig, weights: Path | None = None, random_wei
     if found is None:
         raise WeightsError(f"no weights for model {config.name!r} on this machine: {how_to_get(config)}")
     sha = _checksum(found)
-    expected_prefix = config.weights.get("sha256_prefix")
+    expected_prefix = config.weights.sha256_prefix
     if expected_prefix and not sha.startswith(str(expected_prefix)):
         raise WeightsError(
             f"{found} has sha256 {sha[:16]}..., expected {expected_prefix}...; delete it and run `rsir download {config.name}`"
