@@ -270,3 +270,22 @@ def test_the_nodata_patch_needs_gdals_masked_kernel(tree: FakeReben) -> None:
         np.testing.assert_array_equal(reader.load(i, ("B09",)).image[0], read_band_gdal(path))
         return
     pytest.fail("no nodata patch in the generated tree")
+
+
+def test_embed_through_the_cli_and_a_parquet_without_labels(small: FakeReben, tmp_path: Path, fake_encoder: str) -> None:
+    from rsir_cli.store import EmbeddingStore
+    from tests.cli import assert_one_line_error, run
+
+    store = tmp_path / "store"
+    common = ["embed", "--model", fake_encoder, "--dataset", "reben", "--data-dir", small.root, "--store", store]
+    result = run(*common, "--random-weights", "--workers", "0", "--json")
+    assert result.exit_code == 0, result.output
+    data = EmbeddingStore(store).read("fake", "reben", "val", footprints=True)
+    assert data.ids == small.splits["validation"]
+    assert list(data.label_names) == list(reben.LABELS)
+    lon, lat = data.footprints.lonlat[0].mean(axis=0)
+    assert -10 < lon < 30 and 37 < lat < 62  # Austria, Finland or Portugal
+
+    _rewrite_parquet(small.root / reben.METADATA, lambda t: t.drop_columns(["labels"]))
+    failed = run(*common, "--random-weights", "--workers", "0", "--overwrite")
+    assert_one_line_error(failed, "has no column 'labels'")

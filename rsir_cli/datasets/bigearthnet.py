@@ -36,6 +36,7 @@ from rsir_cli.datasets.patchbands import (  # noqa: F401  (read_band*, upsample*
     read_band,
     read_band_gdal,
     read_patch_band,
+    stack_bands,
     upsample2x_bilinear,
     upsample_bilinear,
 )
@@ -320,11 +321,13 @@ class BigEarthNetSplit(SplitReader):
         if not folder.is_dir():
             raise DataNotFoundError(f"patch folder {folder} (listed in {self.split_file.name}) is missing")
         reads = [
-            read_patch_band(self.band_path(patch, band), band, exact_gdal=self.exact_gdal, fix=_FIX) for band in bands
+            read_patch_band(
+                f"{self._patch_prefix}{patch}/{patch}_{band}.tif", band, exact_gdal=self.exact_gdal, fix=_FIX
+            )
+            for band in bands
         ]
         check_same_footprint(patch, tuple(bands), reads, fix=_FIX)
-        # uint16 holds every value exactly (bilinear never leaves the inputs' range) at half the bytes.
-        image = np.stack([read.pixels for read in reads]).astype(np.uint16)
+        image = stack_bands(reads)
         meta = parse_labels_json(folder / f"{patch}_labels_metadata.json")
         crs, bounds = meta.crs, meta.bounds
         if reads and crs.startswith("EPSG:") and reads[0].crs.startswith("EPSG:") and crs != reads[0].crs:

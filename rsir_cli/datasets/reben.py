@@ -42,7 +42,7 @@ import numpy as np
 from rsir_cli.bands import RESOLUTION_M
 from rsir_cli.datasets.base import DatasetDefinition, Sample, SplitReader, identity_label_set
 from rsir_cli.datasets.bigearthnet import LABELS_19, date_from_product_name
-from rsir_cli.datasets.patchbands import BANDS, PATCH_SIZE, check_same_footprint, read_patch_band
+from rsir_cli.datasets.patchbands import BANDS, PATCH_SIZE, check_same_footprint, read_patch_band, stack_bands
 from rsir_cli.errors import CorruptDataError, DataNotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -266,8 +266,9 @@ class RebenSplit(SplitReader):
 
     def load(self, index: int, bands: Sequence[str]) -> Sample:
         patch = self._ids[index]
+        stem = f"{self._patch_prefix}{tile_of(patch)}/{patch}/{patch}_"  # strings: pathlib costs show at 10k patches/s
         try:
-            reads = [read_patch_band(self.band_path(patch, b), b, exact_gdal=self.exact_gdal, fix=_FIX) for b in bands]
+            reads = [read_patch_band(f"{stem}{b}.tif", b, exact_gdal=self.exact_gdal, fix=_FIX) for b in bands]
         except DataNotFoundError:
             folder = self.patch_dir / tile_of(patch) / patch
             if not folder.is_dir():
@@ -275,13 +276,9 @@ class RebenSplit(SplitReader):
                     f"patch folder {folder} (listed in {self.metadata_file.name}) is missing; {_FIX}"
                 ) from None
             raise
-        if not reads:
-            return Sample(index, np.zeros((0, PATCH_SIZE, PATCH_SIZE), np.uint16), self._labels[index].copy())
-        check_same_footprint(patch, tuple(bands), reads, fix=_FIX)
-        # uint16 holds every value exactly (bilinear never leaves the inputs' range) at half the bytes.
-        image = np.stack([read.pixels for read in reads]).astype(np.uint16)
-        first = reads[0]
-        return Sample(index, image, self._labels[index].copy(), first.crs, first.bounds, date_from_product_name(patch))
+        check_same_footprint(patch, bands, reads, fix=_FIX)
+        crs, bounds = (reads[0].crs, reads[0].bounds) if reads else ("", (np.nan,) * 4)
+        return Sample(index, stack_bands(reads), self._labels[index].copy(), crs, bounds, date_from_product_name(patch))
 
     def describe(self) -> dict[str, object]:
         return {
