@@ -272,7 +272,9 @@ def test_the_nodata_patch_needs_gdals_masked_kernel(tree: FakeReben) -> None:
     pytest.fail("no nodata patch in the generated tree")
 
 
-def test_embed_through_the_cli_and_a_parquet_without_labels(small: FakeReben, tmp_path: Path, fake_encoder: str) -> None:
+def test_embed_through_the_cli_and_a_parquet_without_labels(
+    small: FakeReben, tmp_path: Path, fake_encoder: str
+) -> None:
     from rsir_cli.store import EmbeddingStore
     from tests.cli import assert_one_line_error, run
 
