@@ -14,6 +14,7 @@ __all__ = ["DatasetDefinition", "LabelSet", "Sample", "SplitReader", "get_datase
 # name -> module holding DEFINITION; imported on first use so `rsir --help` stays fast.
 _MODULES = {
     "bigearthnet": "rsir_cli.datasets.bigearthnet",
+    "reben": "rsir_cli.datasets.reben",
     "forestnet": "rsir_cli.datasets.forestnet",
     "folder": "rsir_cli.datasets.folder",
     "scene": "rsir_cli.datasets.scene",

@@ -8,11 +8,9 @@ On disk (as extracted from ``BigEarthNet-S2-v1.0.tar.gz``)::
 
 Preprocessing equals the official pipeline (torchgeo's reader, as the paper's code runs it): every
 band is brought to 120 x 120 with GDAL's bilinear resampling (``read(out_shape=...)``) and kept as
-integers. rsir reads the plain GeoTIFFs directly (``tiff.py``; tifffile for anything else), which
-costs a small fraction of a GDAL open, and upsamples the 60 x 60 (20 m) bands with the exact
-integer form of GDAL's bilinear kernel for a factor of two: ``(9a + 3b + 3c + d + 8) // 16`` with
-edge pixels repeated. The test suite checks it against rasterio on the real sample patches and on
-random data. Any other size goes through rasterio itself.
+integers. The band files are read and upsampled by ``patchbands.py`` (shared with reBEN), which
+equals rasterio bit for bit at a small fraction of its cost and refuses a band whose size, band
+count, CRS or bounds is not what BigEarthNet stores.
 """
 
 from __future__ import annotations
@@ -22,21 +20,32 @@ import functools
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from rsir_cli.bands import RESOLUTION_M
 from rsir_cli.datasets.base import DatasetDefinition, LabelSet, Sample, SplitReader, identity_label_set
+from rsir_cli.datasets.patchbands import (  # noqa: F401  (read_band*, upsample*: this module's API too)
+    BANDS,
+    PATCH_SIZE,
+    check_same_footprint,
+    read_band,
+    read_band_gdal,
+    read_patch_band,
+    stack_bands,
+    upsample2x_bilinear,
+    upsample_bilinear,
+)
 from rsir_cli.datasets.sources import DOWNLOADS, GB, MB, DatasetSource, RemoteFile
-from rsir_cli.datasets.tiff import read_plain_tiff
 from rsir_cli.errors import CorruptDataError, DataNotFoundError
 
 log = logging.getLogger(__name__)
 
-PATCH_SIZE = 120
-BANDS: tuple[str, ...] = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+_FIX = "re-extract BigEarthNet-S2-v1.0.tar.gz (`rsir download bigearthnet`)"
 
 # The 43 labels in the official order (label_indices.json of the BigEarthNet-S2 19-classes models).
 LABELS_43: tuple[str, ...] = (
@@ -147,84 +156,53 @@ LABEL_SETS = {
 _LABEL_INDEX = {name: i for i, name in enumerate(LABELS_43)}
 
 
-def upsample2x_bilinear(band: np.ndarray) -> np.ndarray:
-    """GDAL's bilinear 2x upsampling of an integer image, exactly, in integer arithmetic.
-
-    Each output pixel lies a quarter pixel from its four nearest inputs, so its weights are
-    9/16, 3/16, 3/16, 1/16 -- separably (3a + b) / 4 down the rows, then across the columns; edges
-    repeat the border pixel; GDAL rounds half up: ``(9a + 3b + 3c + d + 8) // 16``.
-    """
-    a = band.astype(np.int32)
-    h, w = a.shape
-    above = np.concatenate([a[:1], a[:-1]])  # edge pixels repeat
-    below = np.concatenate([a[1:], a[-1:]])
-    rows = np.empty((2 * h, w), dtype=np.int32)
-    rows[0::2] = 3 * a + above
-    rows[1::2] = 3 * a + below
-    left = np.concatenate([rows[:, :1], rows[:, :-1]], axis=1)
-    right = np.concatenate([rows[:, 1:], rows[:, -1:]], axis=1)
-    out = np.empty((2 * h, 2 * w), dtype=np.int32)
-    out[:, 0::2] = 3 * rows + left
-    out[:, 1::2] = 3 * rows + right
-    return (out + 8) >> 4
+_PRODUCT_DATE = re.compile(r"^S2[AB]_MSI(?:L1C|L2A)_(\d{4})(\d{2})(\d{2})T")
+_ISO_DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})")
 
 
-def read_band_gdal(path: Path, size: int = PATCH_SIZE) -> np.ndarray:
-    """Read one band the way the official pipeline does: rasterio, bilinear to ``size``, int32."""
-    import rasterio
-    from rasterio.enums import Resampling
-
-    try:
-        with rasterio.open(path) as src:
-            return src.read(1, out_shape=(size, size), out_dtype="int32", resampling=Resampling.bilinear)
-    except rasterio.errors.RasterioIOError as error:
-        if not path.exists():
-            raise DataNotFoundError(f"band file {path} is missing") from None
-        raise CorruptDataError(f"cannot read {path}: {error}") from None
-
-
-def read_band(path: Path, size: int = PATCH_SIZE) -> np.ndarray:
-    """Read one band at ``size`` x ``size``, equal to :func:`read_band_gdal`, about 20x faster.
-
-    Plain files go through :func:`~rsir_cli.datasets.tiff.read_plain_tiff`, anything else through
-    tifffile; sizes other than ``size`` and ``size / 2`` through GDAL itself.
-    """
-    try:
-        array = read_plain_tiff(path)
-        if array is None:
-            import tifffile
-
-            array = tifffile.imread(path)
-    except FileNotFoundError:
-        raise DataNotFoundError(f"band file {path} is missing") from None
-    except Exception as error:  # tifffile raises many types for broken files
-        raise CorruptDataError(f"cannot read {path} as a GeoTIFF: {error}") from None
-    if array.ndim != 2:
-        return read_band_gdal(path, size)
-    if array.shape == (size, size):
-        return array
-    if array.shape == (size // 2, size // 2):
-        return upsample2x_bilinear(array)
-    return read_band_gdal(path, size)
+def date_from_product_name(name: str) -> str:
+    """``YYYY-MM-DD`` from a Sentinel-2 product or patch name (``S2A_MSIL2A_20170613T101031_...``), or ""."""
+    match = _PRODUCT_DATE.match(name)
+    return "-".join(match.groups()) if match else ""
 
 
 @functools.lru_cache(maxsize=64)
-def _crs_string(projection: str) -> str:
-    """WKT from the labels JSON -> ``EPSG:xxxx`` where possible."""
-    if not projection:
+def _crs_string(projection: str | int) -> str:
+    """The labels JSON's ``projection`` (WKT or an EPSG code) -> ``EPSG:xxxx`` where possible.
+
+    Raises:
+        ValueError: the text names no CRS.
+    """
+    if projection in ("", None):
         return ""
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
     try:
-        from rasterio.crs import CRS
-
-        crs = CRS.from_wkt(projection)
-        epsg = crs.to_epsg()
-        return f"EPSG:{epsg}" if epsg else crs.to_wkt()
-    except Exception:
-        return ""
+        crs = CRS.from_user_input(projection)
+    except CRSError as error:
+        raise ValueError(str(error)) from None
+    epsg = crs.to_epsg()
+    return f"EPSG:{epsg}" if epsg else crs.to_wkt()
 
 
-def parse_labels_json(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float, float]]:
-    """Labels (43 multi-hot) and footprint (CRS, bounds) of one patch's ``_labels_metadata.json``."""
+@dataclass(frozen=True)
+class PatchMetadata:
+    """What a patch's ``_labels_metadata.json`` says: labels, footprint, acquisition date."""
+
+    labels: np.ndarray  # 43 multi-hot, uint8
+    crs: str  # "" when the JSON names none
+    bounds: tuple[float, float, float, float]  # NaN when the JSON has no coordinates
+    date: str  # YYYY-MM-DD, "" when unknown
+
+
+def parse_labels_json(path: Path) -> PatchMetadata:
+    """Labels (43 multi-hot), footprint (CRS, bounds) and date of one patch's ``_labels_metadata.json``.
+
+    Raises:
+        DataNotFoundError: the file is missing.
+        CorruptDataError: not JSON, an unknown label, or a ``projection`` that names no CRS.
+    """
     try:
         with open(path, encoding="utf-8") as handle:
             meta = json.load(handle)
@@ -242,16 +220,34 @@ def parse_labels_json(path: Path) -> tuple[np.ndarray, str, tuple[float, float, 
         bounds = (float(coords["ulx"]), float(coords["lry"]), float(coords["lrx"]), float(coords["uly"]))
     except (KeyError, TypeError, ValueError):
         bounds = (np.nan, np.nan, np.nan, np.nan)
-    return labels, _crs_string(meta.get("projection", "")), bounds
+    try:
+        crs = _crs_string(meta.get("projection") or "")
+    except ValueError as error:
+        raise CorruptDataError(f"{path}: its projection names no CRS ({error}); {_FIX}") from None
+    match = _ISO_DATE.match(str(meta.get("acquisition_date") or ""))
+    date = "-".join(match.groups()) if match else date_from_product_name(path.parent.name)
+    return PatchMetadata(labels, crs, bounds, date)
 
 
 def read_split_csv(path: Path) -> list[str]:
-    """Patch names from an official split CSV (no header; first column the S2 patch)."""
-    names = []
-    with open(path, newline="", encoding="utf-8") as handle:
-        for row in csv.reader(handle):
+    """Patch names from an official split CSV (no header; first column the S2 patch).
+
+    Raises:
+        CorruptDataError: a patch is listed twice.
+    """
+    names: list[str] = []
+    lines: dict[str, int] = {}
+    # utf-8-sig: a CSV saved by a spreadsheet starts with a byte-order mark that would stick to the first name
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        for line, row in enumerate(csv.reader(handle), start=1):
             if row and row[0].strip() and not row[0].startswith("#"):
-                names.append(row[0].strip())
+                name = row[0].strip()
+                if name in lines:
+                    raise CorruptDataError(
+                        f"{path}: patch {name} is listed twice (lines {lines[name]} and {line}); remove the duplicate"
+                    )
+                lines[name] = line
+                names.append(name)
     if names and names[0].lower() in ("patch_id", "name", "s2_name", "patch"):
         names = names[1:]
     return names
@@ -325,11 +321,25 @@ class BigEarthNetSplit(SplitReader):
         folder = self.patch_dir / patch
         if not folder.is_dir():
             raise DataNotFoundError(f"patch folder {folder} (listed in {self.split_file.name}) is missing")
-        reader = read_band_gdal if self.exact_gdal else read_band
-        # uint16 holds every value exactly (bilinear never leaves the inputs' range) at half the bytes.
-        image = np.stack([reader(self.band_path(patch, band)) for band in bands]).astype(np.uint16)
-        labels, crs, bounds = parse_labels_json(folder / f"{patch}_labels_metadata.json")
-        return Sample(index, image, labels, crs, bounds)
+        reads = [
+            read_patch_band(
+                f"{self._patch_prefix}{patch}/{patch}_{band}.tif", band, exact_gdal=self.exact_gdal, fix=_FIX
+            )
+            for band in bands
+        ]
+        check_same_footprint(patch, tuple(bands), reads, fix=_FIX)
+        image = stack_bands(reads)
+        meta = parse_labels_json(folder / f"{patch}_labels_metadata.json")
+        crs, bounds = meta.crs, meta.bounds
+        if reads and crs.startswith("EPSG:") and reads[0].crs.startswith("EPSG:") and crs != reads[0].crs:
+            raise CorruptDataError(
+                f"patch {patch}: its labels JSON says {crs} but its band files are in {reads[0].crs}; {_FIX}"
+            )
+        if reads and not crs:  # the band files know where the patch lies when the JSON does not
+            crs = reads[0].crs
+            if np.isnan(bounds).any():
+                bounds = reads[0].bounds
+        return Sample(index, image, meta.labels, crs, bounds, meta.date)
 
     def band_sources(self, bands: Sequence[str]) -> list[dict[str, str]]:
         return [
