@@ -43,6 +43,7 @@ from rsir_cli.bands import RESOLUTION_M
 from rsir_cli.datasets.base import DatasetDefinition, Sample, SplitReader, identity_label_set
 from rsir_cli.datasets.bigearthnet import LABELS_19, date_from_product_name
 from rsir_cli.datasets.patchbands import BANDS, PATCH_SIZE, check_same_footprint, read_patch_band, stack_bands
+from rsir_cli.datasets.sources import DOWNLOADS, GB, DatasetSource, RemoteFile
 from rsir_cli.errors import CorruptDataError, DataNotFoundError, UsageError
 
 if TYPE_CHECKING:
@@ -307,6 +308,35 @@ class RebenDefinition(DatasetDefinition):
         )
 
 
+# Zenodo record 10891137 (CDLA-Permissive-1.0). The archive's md5 comes from the release
+# pipeline's tracked hashes (kai-tub/bigearthnet-pipeline, whose metadata.parquet md5 equals the
+# published one); sizes: metadata.parquet exactly, the archive as Zenodo lists it.
+_ZENODO = "https://zenodo.org/records/10891137/files"
+SOURCE = DatasetSource(
+    name="reben",
+    description="BigEarthNet v2.0 (reBEN, Zenodo record 10891137): the Sentinel-2 patches and their metadata",
+    files=(
+        RemoteFile(
+            name="metadata.parquet",
+            url=f"{_ZENODO}/metadata.parquet?download=1",
+            dest="metadata.parquet",
+            size=3_616_349,
+            md5="55687065e77b6d0b0f1ff604a6e7b49c",
+        ),
+        RemoteFile(
+            name="BigEarthNet-S2.tar.zst",
+            url=f"{_ZENODO}/BigEarthNet-S2.tar.zst?download=1",
+            dest=f"{DOWNLOADS}/BigEarthNet-S2.tar.zst",
+            approx_size=int(63.25 * GB),
+            md5="2245ed2d1a93f6ce637d839bc856396e",
+            produces=("BigEarthNet-S2",),
+            # 549,488 patches x 164,560 bytes of files (measured on real patches) = 90.4 GB; ~106 GB
+            # on a 4 KiB-block file system.
+            extracted_size=106 * GB,
+        ),
+    ),
+)
+
 DEFINITION = RebenDefinition(
     name="reben",
     description="BigEarthNet v2.0 (reBEN): 480,038 Sentinel-2 patches (snow, cloud, shadow left out), 19 multi-labels",
@@ -314,4 +344,5 @@ DEFINITION = RebenDefinition(
     default_splits=("val", "test"),
     label_sets=LABEL_SETS,
     download_hint="rsir download reben",
+    source=SOURCE,
 )
