@@ -66,6 +66,9 @@ def _popcount(codes: np.ndarray) -> np.ndarray:
 def bench_query(n_float: int, n_l2: int, n_codes: int, n_baseline: int) -> dict:
     from rsir_cli.hashing import make_hasher
     from rsir_cli.retrieval import Database, make_backend
+    from rsir_cli.store import SplitData
+
+    empty = SplitData("bench", "seeded", "test", {}, [], np.zeros((0, 0), np.uint8))
 
     rng = np.random.default_rng(0)
     database = rng.standard_normal((DATABASE_ROWS, DIM), dtype=np.float32)
@@ -80,10 +83,7 @@ def bench_query(n_float: int, n_l2: int, n_codes: int, n_baseline: int) -> dict:
         ("trivial32_hamming", "hamming", codes, hasher, n_codes, lambda q: _popcount(codes ^ q)),
     ]
     for name, distance, vectors, case_hasher, n, brute in cases:
-        db = Database(
-            store=None, model="bench", dataset="seeded", split="test", attrs={}, ids=[], labels=np.zeros((0, 0)),
-            footprints=None, vectors=vectors, distance=distance, hasher=case_hasher,
-        )  # fmt: skip
+        db = Database(store=None, data=empty, vectors=vectors, distance=distance, hasher=case_hasher)
         began = time.perf_counter()
         backend = make_backend(db)
         build = time.perf_counter() - began
@@ -123,10 +123,7 @@ def bench_query(n_float: int, n_l2: int, n_codes: int, n_baseline: int) -> dict:
     threads = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(1)
     try:
-        db = Database(
-            store=None, model="bench", dataset="seeded", split="test", attrs={}, ids=[], labels=np.zeros((0, 0)),
-            footprints=None, vectors=codes, distance="hamming", hasher=hasher,
-        )  # fmt: skip
+        db = Database(store=None, data=empty, vectors=codes, distance="hamming", hasher=hasher)
         backend = make_backend(db)
         times = []
         for i in range(n_codes):

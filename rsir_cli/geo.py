@@ -1,9 +1,10 @@
-"""Footprints: where samples lie (native CRS and bounds, EPSG:4326 corners), and GeoJSON."""
+"""Footprints: where samples lie (native CRS and bounds, EPSG:4326 corners), GeoJSON and areas."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -83,3 +84,105 @@ def geojson_feature(corners: np.ndarray, properties: dict[str, Any]) -> dict[str
         # RFC 7946: exterior rings counter-clockwise. ul, ur, lr, ll is clockwise; reverse it.
         geometry = {"type": "Polygon", "coordinates": [ring[::-1]]}
     return {"type": "Feature", "geometry": geometry, "properties": properties}
+
+
+def point_in_quads(corners: np.ndarray, lon: float, lat: float) -> np.ndarray:
+    """Which (N, 4, 2) lon/lat footprints (ul, ur, lr, ll) hold the point (edges included).
+
+    A footprint is convex (a rectangle in its own CRS, a near-rectangle in lon/lat), so the point
+    is inside when it lies on the same side of all four edges.
+    """
+    corners = np.asarray(corners, dtype=np.float64)
+    a = corners
+    b = np.roll(corners, -1, axis=1)
+    cross = (b[..., 0] - a[..., 0]) * (lat - a[..., 1]) - (b[..., 1] - a[..., 1]) * (lon - a[..., 0])
+    finite = np.isfinite(cross).all(axis=1)
+    return finite & ((cross >= 0).all(axis=1) | (cross <= 0).all(axis=1))
+
+
+def points_in_rings(points: np.ndarray, rings: Sequence[np.ndarray]) -> np.ndarray:
+    """Even-odd rule: (N, 2) lon/lat points inside the polygon made of ``rings`` (outer ring and holes)."""
+    points = np.asarray(points, dtype=np.float64)
+    x, y = points[:, 0:1], points[:, 1:2]
+    inside = np.zeros(len(points), dtype=bool)
+    for ring in rings:
+        xa, ya = ring[:-1, 0][None], ring[:-1, 1][None]
+        xb, yb = ring[1:, 0][None], ring[1:, 1][None]
+        crosses = (ya > y) != (yb > y)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            at = xa + (y - ya) * (xb - xa) / (yb - ya)
+        inside ^= (crosses & (x < at)).sum(axis=1) % 2 == 1
+    return inside & np.isfinite(points).all(axis=1)
+
+
+@dataclass
+class AreaOfInterest:
+    """Polygons in EPSG:4326 longitude/latitude (from a GeoJSON file), each a list of rings."""
+
+    polygons: list[list[np.ndarray]]
+    source: str = "the area"
+
+    @classmethod
+    def read(cls, path: str | Path) -> AreaOfInterest:
+        """A GeoJSON Polygon, MultiPolygon, Feature or FeatureCollection (RFC 7946: lon/lat degrees).
+
+        Raises:
+            DataNotFoundError: the file is missing.
+            CorruptDataError: not GeoJSON, or no polygon in it.
+        """
+        import json
+
+        from rsir_cli.errors import CorruptDataError, DataNotFoundError
+
+        path = Path(path)
+        try:
+            document = json.loads(path.read_text(encoding="utf-8-sig"))
+        except FileNotFoundError:
+            raise DataNotFoundError(f"area file {path} does not exist") from None
+        except (OSError, ValueError) as error:
+            raise CorruptDataError(f"{path} is not a GeoJSON file: {error}") from None
+        polygons: list[list[np.ndarray]] = []
+
+        def visit(node: Any) -> None:
+            if not isinstance(node, dict):
+                return
+            kind = node.get("type")
+            if kind == "FeatureCollection":
+                for feature in node.get("features") or []:
+                    visit(feature)
+            elif kind == "Feature":
+                visit(node.get("geometry"))
+            elif kind == "GeometryCollection":
+                for geometry in node.get("geometries") or []:
+                    visit(geometry)
+            elif kind == "Polygon":
+                polygons.append([_ring(r) for r in node.get("coordinates") or []])
+            elif kind == "MultiPolygon":
+                polygons.extend([_ring(r) for r in polygon] for polygon in node.get("coordinates") or [])
+
+        def _ring(coordinates: Any) -> np.ndarray:
+            try:
+                ring = np.asarray(coordinates, dtype=np.float64)[:, :2]
+            except (TypeError, ValueError, IndexError):
+                raise CorruptDataError(f"{path}: a polygon ring is not a list of [lon, lat] positions") from None
+            if len(ring) < 3:
+                raise CorruptDataError(f"{path}: a polygon ring has fewer than 3 positions")
+            return ring if np.array_equal(ring[0], ring[-1]) else np.vstack([ring, ring[:1]])
+
+        visit(document)
+        polygons = [p for p in polygons if p]
+        if not polygons:
+            raise CorruptDataError(f"{path} holds no Polygon or MultiPolygon (an area needs one)")
+        return cls(polygons, source=path.name)
+
+    def contains(self, points: np.ndarray) -> np.ndarray:
+        """Which (N, 2) lon/lat points lie in the area."""
+        points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+        inside = np.zeros(len(points), dtype=bool)
+        for rings in self.polygons:
+            inside |= points_in_rings(points, rings)
+        return inside
+
+    def contains_centres(self, corners: np.ndarray) -> np.ndarray:
+        """Which (N, 4, 2) footprints have their centre in the area (unknown footprints: none)."""
+        return self.contains(np.asarray(corners, dtype=np.float64).mean(axis=1))

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shlex
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -140,25 +139,26 @@ def index_command(database: Database, target: MilvusTarget) -> str:
 
     Real option names; ``--uri`` and ``--store`` only where they are not the defaults. The token is
     never printed: a server that needs one reads it from ``RSIR_MILVUS_TOKEN`` (or ``--token``).
-    (The one place that spells this command, until suggestions have a module of their own.)
+    (Spelled by :mod:`rsir_cli.suggest`, like every suggested command.)
     """
-    from rsir_cli.config import DEFAULT_STORE
-    from rsir_cli.hashing import SEEDED_METHODS
+    from rsir_cli import suggest
 
-    parts = ["rsir", "index", "--model", database.model, "--dataset", database.dataset, "--split", database.split]
     hasher = database.hasher
-    if database.code and hasher is not None:
-        parts += ["--hash", hasher.method, "--bits", str(hasher.bits)]
-        if hasher.method in SEEDED_METHODS and hasher.seed is not None:
-            parts += ["--seed", str(hasher.seed)]
-    else:
-        parts += ["--float", "--distance", database.distance]
+    codes = database.code is not None and hasher is not None
     root = Path(database.store.root)
-    if not target.lite or Path(target.uri) != default_lite_path(root):
-        parts += ["--uri", target.display]
-    if root.absolute() != Path(DEFAULT_STORE).absolute():
-        parts += ["--store", str(root)]
-    return shlex.join(parts)
+    return suggest.command(
+        "index",
+        model=database.model,
+        dataset=database.dataset,
+        split=database.split,
+        hash=hasher.method if codes else None,  # type: ignore[union-attr]
+        bits=hasher.bits if codes else None,  # type: ignore[union-attr]
+        seed=hasher.seed if codes else None,  # type: ignore[union-attr]
+        float_=not codes,
+        distance=None if codes else database.distance,
+        uri=target.display if not target.lite or Path(target.uri) != default_lite_path(root) else None,
+        store=root,
+    )
 
 
 @dataclass

@@ -162,11 +162,24 @@ def _open_dataset(path: Path) -> Any:
         raise CorruptDataError(f"{path} is not a raster GDAL can read ({str(error).strip()}); give a GeoTIFF") from None
 
 
+#: GDAL drivers of pictures (screenshots, rendered maps): never spectral bands
+_PICTURE_FORMATS = frozenset({"PNG", "JPEG", "GIF", "BMP", "WEBP"})
+
+
 def _band_sources(path: Path, src: Any) -> list[BandSource]:
     """Every band of an open file as a source (band name from its description, or "")."""
     from rasterio.enums import MaskFlags
 
     t = src.transform
+    if src.crs is None and t.is_identity:
+        picture = src.driver in _PICTURE_FORMATS
+        kind = f"a {src.driver} picture" if picture else "an image without georeferencing"
+        raise CorruptDataError(
+            f"{path.name} is {kind} ({src.count} band(s) of {src.dtypes[0]}, no CRS, no geotransform), not a "
+            "satellite tile: rsir needs a GeoTIFF in the store model's spectral bands (e.g. Sentinel-2 B02, B03, "
+            "B04, B8A, B11, B12 as reflectance x 10000), with its CRS and geotransform"
+            + ("; export the tile from the satellite product, not a screenshot or a rendered map" if picture else "")
+        )
     if t.b != 0 or t.d != 0:
         raise CorruptDataError(f"{path} is rotated or sheared; warp it north-up first (gdalwarp {path.name} out.tif)")
     if t.a <= 0 or t.e >= 0:
@@ -595,29 +608,3 @@ def chip_grid(region: PixelWindow, chip: int) -> tuple[int, int, list[Chip]]:
         for c in range(cols)
     ]
     return rows, cols, chips
-
-
-def query_chips(
-    raster: Raster, chip: int, window: PixelWindow | None = None, bbox: Sequence[float] | None = None
-) -> tuple[PixelWindow, list[Chip]]:
-    """The chips a query tile is cut into: the whole tile, or the ``window`` / ``bbox`` region.
-
-    Raises:
-        UsageError: the region lies outside the tile, or is smaller than half a chip.
-    """
-    if window is not None and bbox is not None:
-        raise UsageError("give --window or --bbox, not both")
-    region = raster.region
-    if window is not None:
-        region = raster.check_window(window)
-    elif bbox is not None:
-        region = raster.window_from_bbox(bbox)
-    smallest = max(1, chip // 2)
-    if region.width < smallest or region.height < smallest:
-        what = "the tile" if window is None and bbox is None else "the selected region"
-        error = DataNotFoundError if window is None and bbox is None else UsageError
-        raise error(
-            f"{what} is {region.width} x {region.height} px, smaller than half a patch ({smallest} x {smallest} px "
-            f"at this resolution): a query needs at least that much"
-        )
-    return region, chip_grid(region, chip)[2]

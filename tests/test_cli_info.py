@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import numpy as np
 
 from rsir_cli.models import get_model_config, model_names
 from tests.cli import run
@@ -44,3 +47,18 @@ def test_info_models_json_carries_the_typed_weights_source() -> None:
         "license": "Apache-2.0",
     }
     assert models["dofa-base"]["wavelengths"][0] == 0.49 and models["dofa-base"]["model_config"]["any_bands"] is True
+
+
+def test_info_lists_ids_and_refuses_a_missing_store(tmp_path: Path) -> None:
+    from rsir_cli.store import EmbeddingStore
+
+    store = tmp_path / "store"
+    writer = EmbeddingStore(store).writer(
+        "m", "d", "val", attrs={"label_names": []}, dim=4, n_labels=0, rows_expected=3
+    )
+    writer.append(np.zeros((3, 4), np.float32), ["a", "b_1", "c"], np.zeros((3, 0), np.uint8))
+    writer.finish()
+    listed = run("info", "--ids", "--store", store, "--split", "val")
+    assert listed.exit_code == 0 and listed.stdout.split() == ["a", "b_1", "c"]
+    missing = run("info", "--store", tmp_path / "nope")
+    assert missing.exit_code == 1 and "nope does not exist" in missing.output

@@ -243,8 +243,11 @@ def test_usage_errors(tmp_path: Path) -> None:
     assert run("tile.tif", "--window", "1,2,3", "--store", str(tmp_path)).exit_code == 2
     assert run("tile.tif", "--window", "0,0,9,9", "--bbox", "0,0,1,1").exit_code == 2
     assert run("tile.tif", "--figure", str(tmp_path / "m.jpg")).exit_code == 2
+    result = run("--id", "x", "--store", str(tmp_path / "none"))
+    assert result.exit_code == 1 and "none does not exist" in result.output  # a missing store is an error
+    (tmp_path / "empty").mkdir()
     result = run("--id", "x", "--store", str(tmp_path / "empty"))
-    assert result.exit_code == 1 and "is empty; run `rsir embed" in result.output
+    assert result.exit_code == 1 and "is empty; embed a dataset first, e.g. `rsir embed" in result.output
 
 
 @pytest.fixture
@@ -311,19 +314,35 @@ def test_query_weights_must_be_the_stores(labelled_store: tuple[Path, Path], tmp
     torch.save({key: value + 1 for key, value in state.items()}, other)  # a valid checkpoint, other values
     result = run(str(tile), "--store", str(store), "--weights", str(other))
     assert result.exit_code == 1 and "but the store was embedded with weights" in result.output
+
+    # No --weights: the checkpoint the store was embedded with (it records path and sha256) ...
+    result = run(str(tile), "--store", str(store), "--k", "1", "--json")
+    assert result.exit_code == 0, result.output
+    assert f"with weights {weights} (the store's, sha256 checked)" in result.stderr
+    assert json.loads(result.stdout)["results"][0]["matches"][0]["id"] == "c2"
+    # ... or, once it has moved, any file `rsir download` recorded with that sha256.
+    moved = tmp_path / "elsewhere.pt"
+    weights.rename(moved)
     result = run(str(tile), "--store", str(store))
     assert result.exit_code == 1 and "no weights for model 'fake'" in result.output
+    from rsir_cli import fileio
+    from rsir_cli.models.weights import record_weights
+
+    record_weights("fake/weights.pt", moved, fileio.sha256_file(moved), "a copy")
+    result = run(str(tile), "--store", str(store), "--k", "1")
+    assert result.exit_code == 0 and f"with weights {moved}" in result.output
 
 
-def test_io_is_atomic(tmp_path: Path) -> None:
-    from rsir_cli.errors import UsageError
-    from rsir_cli.retrieval import write_atomic
-
-    target = tmp_path / "a.geojson"
-    write_atomic(target, b"{}")
-    assert target.read_bytes() == b"{}" and [p.name for p in tmp_path.iterdir()] == ["a.geojson"]
-    with pytest.raises(UsageError, match="cannot write"):
-        write_atomic(tmp_path / "missing" / "b.png", b"x")
+def test_search_outputs_are_written_whole(labelled_store: tuple[Path, Path], tmp_path: Path) -> None:
+    store, _ = labelled_store
+    out = tmp_path / "out"
+    out.mkdir()
+    result = run(
+        "--id", "c1", "--store", str(store), "--geojson", str(out / "m.geojson"), "--html", str(out / "m.html")
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["m.geojson", "m.html"]  # no temporary file left
+    assert json.loads((out / "m.geojson").read_text())["type"] == "FeatureCollection"
 
 
 def test_bigearthnet_by_id_looks_in_val_then_test_and_draws_thumbnails(
@@ -380,3 +399,33 @@ def test_prithvi_random_weights_chip_finds_itself(sentinel2_scene: Path, tmp_pat
     assert document["model"] == "prithvi" and document["random_weights"] is True
     best = document["results"][0]["matches"][0]
     assert best["id"] == "s2_r0_c1" and best["distance"] == 0.0
+
+
+def test_several_tiles_are_searched_in_one_process(labelled_store: tuple[Path, Path], tmp_path: Path) -> None:
+    store, weights = labelled_store
+    tiles = [str(tmp_path / "chips" / f"c{i}.tif") for i in (2, 5, 7)]
+    result = run(*tiles, "--store", str(store), "--weights", str(weights), "--k", "1", "--json")
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert [r["matches"][0]["id"] for r in document["results"]] == ["c2", "c5", "c7"]  # each finds itself
+    assert [t["tile"] for t in document["tiles"]] == tiles and document["seconds"]["embed"] > 0
+    assert "3 tiles:" in result.stderr and "s per tile after" in result.stderr
+
+
+def test_a_picture_is_diagnosed_as_a_picture(labelled_store: tuple[Path, Path], tmp_path: Path) -> None:
+    store, weights = labelled_store
+    shot = tmp_path / "screenshot.png"
+    Image.fromarray(np.zeros((120, 120, 3), np.uint8)).save(shot)
+    result = run(str(shot), "--store", str(store), "--weights", str(weights))
+    assert result.exit_code == 1 and "screenshot.png is a PNG picture (3 band(s) of uint8" in result.output
+    assert "not a satellite tile" in result.output and "north-up" not in result.output
+
+
+def test_a_missing_milvus_collection_is_found_before_the_model_loads(
+    labelled_store: tuple[Path, Path], tmp_path: Path
+) -> None:
+    store, weights = labelled_store
+    weights.rename(tmp_path / "away.pt")  # loading the model would fail: the collection check must come first
+    tile = str(tmp_path / "chips" / "c2.tif")
+    result = run(tile, "--store", str(store), "--backend", "milvus", "--distance", "l2")
+    assert result.exit_code == 1 and "has no collection" in result.output and "no weights" not in result.output

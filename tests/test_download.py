@@ -723,7 +723,7 @@ def test_vit_tv_dry_run_names_torchvisions_file_and_where_it_goes(server: FileSe
 
 
 def test_unknown_name_and_bad_mirror() -> None:
-    assert_usage_error(run("imagenet"), r"unknown name 'imagenet': give a dataset \(bigearthnet, forestnet\)")
+    assert_usage_error(run("imagenet"), r"unknown name 'imagenet': give a dataset \(bigearthnet, reben, forestnet\)")
     bad = run("forestnet", "--mirror", "ftp://example.org")
     assert bad.exit_code == 2 and "--mirror" in bad.output
     with_secret = run("forestnet", "--mirror", "ftp://someone:hunter2@example.org")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 import tracemalloc
 from pathlib import Path
@@ -17,8 +18,8 @@ from rsir_cli.raster import (
     chip_grid,
     open_raster,
     parse_band_indexes,
-    query_chips,
 )
+from rsir_cli.retrieval.tiles import query_region
 from tests.fakedata import write_raster
 
 PRITHVI = ("B02", "B03", "B04", "B8A", "B11", "B12")
@@ -187,27 +188,27 @@ def test_bbox_and_window_select_regions(tmp_path: Path) -> None:
     path = write_raster(tmp_path / "t.tif", _bands(np.random.default_rng(4), 6, 400), descriptions=list(PRITHVI))
     raster = open_raster(path)
     # The tile spans x 500000..504000, y 4996040..5000040 (EPSG:32633).
-    region, chips = query_chips(raster, 120, bbox=(501200, 4997640, 502400, 4998840))
+    region, chips = query_region(raster, 120, bbox=(501200, 4997640, 502400, 4998840))
     assert region == PixelWindow(120, 120, 120, 120) and len(chips) == 1
     assert raster.window_bounds(region) == (501200.0, 4997640.0, 502400.0, 4998840.0)
-    region, chips = query_chips(raster, 120, window=PixelWindow(0, 0, 250, 370))
+    region, chips = query_region(raster, 120, window=PixelWindow(0, 0, 250, 370))
     assert region == PixelWindow(0, 0, 250, 370) and len(chips) == 6
-    region, _ = query_chips(raster, 120, window=PixelWindow(300, 300, 500, 500))  # clipped to the tile
+    region, _ = query_region(raster, 120, window=PixelWindow(300, 300, 500, 500))  # clipped to the tile
     assert region == PixelWindow(300, 300, 100, 100)
     with pytest.raises(UsageError, match=r"lies outside t.tif.*EPSG:32633.*tile's CRS"):
-        query_chips(raster, 120, bbox=(15.0, 45.0, 15.01, 45.01))  # lon/lat for a UTM tile
+        query_region(raster, 120, bbox=(15.0, 45.0, 15.01, 45.01))  # lon/lat for a UTM tile
     with pytest.raises(UsageError, match="lies outside"):
-        query_chips(raster, 120, window=PixelWindow(500, 0, 10, 10))
+        query_region(raster, 120, window=PixelWindow(500, 0, 10, 10))
     with pytest.raises(UsageError, match="smaller than half a patch"):
-        query_chips(raster, 120, window=PixelWindow(0, 0, 59, 200))
+        query_region(raster, 120, window=PixelWindow(0, 0, 59, 200))
     no_crs = write_raster(
         tmp_path / "nocrs.tif", _bands(np.random.default_rng(5), 6), crs=None, descriptions=list(PRITHVI)
     )
     with pytest.raises(UsageError, match="has no CRS"):
-        query_chips(open_raster(no_crs), 20, bbox=(0, 0, 1, 1))
+        query_region(open_raster(no_crs), 20, bbox=(0, 0, 1, 1))
     tiny = write_raster(tmp_path / "tiny.tif", _bands(np.random.default_rng(6), 6, 1), descriptions=list(PRITHVI))
     with pytest.raises(DataNotFoundError, match=r"1 x 1 px, smaller than half a patch"):
-        query_chips(open_raster(tiny), 120)
+        query_region(open_raster(tiny), 120)
 
 
 def test_a_raster_pickles_without_open_files(tmp_path: Path) -> None:
@@ -259,7 +260,7 @@ def test_a_window_of_a_full_size_tile_reads_only_its_chips(tmp_path: Path, monke
             return getattr(self.src, name)
 
     monkeypatch.setattr(Raster, "_file", lambda self, p: Spy(original(self, p)))
-    region, chips = query_chips(raster, 120, window=PixelWindow(5160, 5160, 360, 240))
+    region, chips = query_region(raster, 120, window=PixelWindow(5160, 5160, 360, 240))
     images = [raster.read(chip.window, PRITHVI)[0] for chip in chips]
     assert len(chips) == 6 and len(windows) == 6
     assert all(w.width == 120 and w.height == 120 for w in windows)
@@ -272,12 +273,13 @@ def test_searching_a_full_size_tile_keeps_memory_bounded(tmp_path: Path, fake_en
     """All 8,281 chips of a 10,980 x 10,980 tile are embedded while the Python heap stays far below
     one band of the tile (241 MB as uint16); reading it whole would need 1.4 GB."""
     from rsir_cli.models import build_encoder, get_model_config
-    from rsir_cli.retrieval import plan_tile, tile_queries
+    from rsir_cli.retrieval.tiles import plan_tile, tile_queries
 
     path = tmp_path / "big.tif"
     _big_sparse_tile(path)
     config = get_model_config(fake_encoder)
-    plan = plan_tile(path, config, {"patch_size": 120, "pixel_size_m": 10.0})
+    attrs = {"patch_size": 120, "pixel_size_m": 10.0, "model_config": dataclasses.asdict(config)}
+    plan = plan_tile(path, attrs)
     assert len(plan.chips) == 91 * 91
     encoder = build_encoder(config, None, True)
     tracemalloc.start()

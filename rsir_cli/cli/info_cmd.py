@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.text import Text
 
 from rsir_cli.cli import output
 from rsir_cli.cli.app import command
-from rsir_cli.cli.options import STORE_DEFAULT, JsonOption, StoreOption
+from rsir_cli.cli.options import STORE_DEFAULT, DatasetOption, JsonOption, ModelOption, StoreOption
 
 if TYPE_CHECKING:
     from rsir_cli.models import ModelConfig, WeightsSource
@@ -20,6 +20,14 @@ def info(
     store: StoreOption = STORE_DEFAULT,
     models: Annotated[bool, typer.Option("--models", help="List the registered models instead.")] = False,
     datasets: Annotated[bool, typer.Option("--datasets", help="List the registered datasets instead.")] = False,
+    ids: Annotated[
+        bool, typer.Option("--ids", help="List the sample ids of one split (what `rsir search --id` takes).")
+    ] = False,
+    model: ModelOption = None,
+    dataset: DatasetOption = None,
+    split: Annotated[
+        Optional[str], typer.Option("--split", help="With --ids: the split (default: the database split).")
+    ] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show what the store holds: model, dataset, split, rows, dimension, codes, complete or not.
@@ -29,6 +37,8 @@ def info(
         rsir info --store rsir-store
 
         rsir info --models --json
+
+        rsir info --ids --model prithvi --dataset bigearthnet --split val
     """
     if models:
         _show_models(json_output)
@@ -36,14 +46,22 @@ def info(
     if datasets:
         _show_datasets(json_output)
         return
+    from rsir_cli.errors import StoreError
     from rsir_cli.store import EmbeddingStore
 
+    if ids:
+        _show_ids(EmbeddingStore(store), model, dataset, split, json_output)
+        return
+    if not store.is_dir():
+        raise StoreError(f"the store {store} does not exist; pass the --store your embed run wrote to")
     summaries = EmbeddingStore(store).summaries()
     if json_output:
         output.print_json({"store": str(store), "splits": [s.to_dict() for s in summaries]})
         return
     if not summaries:
-        output.note(f"The store {store} is empty. Fill it with `rsir embed --model prithvi --dataset bigearthnet`.")
+        from rsir_cli import suggest
+
+        output.note(f"The store {store} is empty. Fill it with {suggest.embed('prithvi', 'bigearthnet', store=store)}.")
         return
     rows = []
     for s in summaries:
@@ -150,3 +168,14 @@ def _show_datasets(json_output: bool) -> None:
         return
     rows = [[d.name, ", ".join(d.splits), ", ".join(d.label_sets) or "-", d.description] for d in definitions]
     output.print_table(output.make_table("Datasets", ["dataset", "splits", "label sets", "description"], rows))
+
+
+def _show_ids(store: Any, model: str | None, dataset: str | None, split: str | None, json_output: bool) -> None:
+    from rsir_cli.retrieval import resolve_entry
+
+    model, dataset, split = resolve_entry(store, model, dataset, split)
+    names = store.read(model, dataset, split, embeddings=False).ids
+    if json_output:
+        output.print_json({"model": model, "dataset": dataset, "split": split, "ids": names})
+        return
+    output.stdout.print("\n".join(names), soft_wrap=True, markup=False, highlight=False)

@@ -92,8 +92,8 @@ def print_table(table: Table) -> None:
 
 def note(message: str) -> None:
     """A short human message on stderr (hidden by -q)."""
-    if not _quiet:
-        stderr.print(message)
+    if not _quiet:  # never wrapped by rsir (paths and ids stay whole); the terminal folds long lines
+        stderr.print(message, soft_wrap=True, markup=False, highlight=False)
 
 
 class _RateColumn(ProgressColumn):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -11,7 +10,7 @@ from rich.text import Text
 
 from rsir_cli.cli import output
 from rsir_cli.cli.app import command
-from rsir_cli.cli.options import (
+from rsir_cli.cli.options import (  # noqa: I001
     STORE_DEFAULT,
     BandsOption,
     BitsOption,
@@ -71,18 +70,40 @@ def _location(lonlat: Any) -> str:
     return f"{lat:.4f}, {lon:.4f}"
 
 
-@command("search", "Search the store with a GeoTIFF tile or a stored sample.")
+@command("search", "Search the store with GeoTIFF tiles, stored samples, places or areas.")
 def search(
-    tile: Annotated[
-        Optional[Path],
+    tiles: Annotated[
+        Optional[list[Path]],
         typer.Argument(
-            metavar="TILE",
-            help="GeoTIFF to search with (or a folder of single-band files named *B02*, *B8A*, ...).",
+            metavar="[TILE]...",
+            help="GeoTIFF(s) to search with (or folders of single-band files named *B02*, *B8A*, ...); "
+            "several tiles are searched in one process, the model loaded once.",
             show_default=False,
         ),
     ] = None,
-    sample_id: Annotated[
-        Optional[str], typer.Option("--id", help="Query with a sample already in the store (its labels are known).")
+    sample_ids: Annotated[
+        Optional[list[str]],
+        typer.Option("--id", help="Query with a sample already in the store; repeat to combine several examples."),
+    ] = None,
+    not_ids: Annotated[
+        Optional[list[str]],
+        typer.Option("--not-id", help="A stored sample the matches should NOT look like (repeatable)."),
+    ] = None,
+    points: Annotated[
+        Optional[list[str]],
+        typer.Option("--point", help="LON,LAT: the stored chip whose footprint holds the point is an example."),
+    ] = None,
+    aoi: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--aoi", help="A GeoJSON area: only database chips whose centre lies in it are candidates.", dir_okay=False
+        ),
+    ] = None,
+    queries_in: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--queries-in", help="A GeoJSON area: every stored query chip in it is searched with.", dir_okay=False
+        ),
     ] = None,
     model: ModelOption = None,
     dataset: DatasetOption = None,
@@ -117,7 +138,10 @@ def search(
     weights: Annotated[
         Optional[Path],
         typer.Option(
-            "--weights", help="Checkpoint (default: what `rsir download` fetched); must be the store's.", dir_okay=False
+            "--weights",
+            help="Checkpoint (default: the one the store was embedded with, or what `rsir download` fetched); "
+            "must have the store's sha256.",
+            dir_okay=False,
         ),
     ] = None,
     device: DeviceOption = "auto",
@@ -149,64 +173,63 @@ def search(
             "--figure", help="Write a PNG of the queries and their matches, framed by label agreement.", dir_okay=False
         ),
     ] = None,
+    html: Annotated[
+        Optional[Path],
+        typer.Option(
+            "--html",
+            help="Write one self-contained HTML page: a map of the footprints and the thumbnails.",
+            dir_okay=False,
+        ),
+    ] = None,
     store: StoreOption = STORE_DEFAULT,
 ) -> None:
-    """Search the store with a GeoTIFF tile, or with a sample already in it.
+    """Search the store with GeoTIFF tiles, with samples already in it, or by place.
 
-    The tile is read like the database it is searched against: in the
+    A tile is read like the database it is searched against: in the
     store model's bands and units, cut into chips of the database's patch
     size (120 px at 10 m for BigEarthNet), embedded by the same model and,
     with --hash, hashed by the stored hasher. Bands come from the file's
     band descriptions (B02, B8A, red, ...) or --bands. --window or --bbox
     (in the tile's CRS) picks one region of a large tile.
 
+    Several examples (--id / --point repeated, --not-id) are combined: a
+    database chip scores its distance to the nearest positive example
+    minus its distance to the nearest negative one, lowest first.
+
     Examples:
 
         rsir search tile.tif --k 10
 
-        rsir search T33UUP.tif --bbox 399960,5790240,401160,5791440 --figure m.png
+        rsir search a.tif b.tif c.tif --json
 
-        rsir search tile.tif --window 0,0,1200,1200 --geojson matches.geojson
+        rsir search T33UUP.tif --bbox 399960,5790240,401160,5791440 --figure m.png
 
         rsir search chip.tif --bands 2,3,4,9,12,13 --hash trivial --bits 32
 
         rsir search --id S2A_MSIL2A_20170613T101031_0_45_84 --json
 
+        rsir search --point 14.95,48.25 --aoi area.geojson --html matches.html
+
+        rsir search --id A --id B --not-id C --k 20
+
         rsir search tile.tif --hash trivial --bits 32 --backend milvus
     """
-    from rsir_cli import retrieval
-    from rsir_cli.store import EmbeddingStore
+    from rsir_cli.raster import parse_band_indexes
+    from rsir_cli.retrieval import RANDOM_WEIGHTS_WARNING, SearchRequest, run_search
 
-    if (tile is None) == (sample_id is None):
-        raise typer.BadParameter(
-            "give a TILE to search with, or --id SAMPLE_ID (one of them)", param_hint="TILE / --id"
-        )
-    if sample_id is not None and (bands or window or bbox or chip_size or weights or units != "auto"):
-        raise typer.BadParameter(
-            "--bands, --units, --window, --bbox, --chip-size and --weights apply to a TILE query", param_hint="--id"
-        )
-    backend = backend.strip().lower()
-    if backend not in ("exact", "milvus"):
-        raise typer.BadParameter(f"choose exact or milvus, not {backend!r}", param_hint="--backend")
-    if backend == "milvus" and not (hash_method and hash_method.strip().lower() != "none"):
-        from rsir_cli.search.milvus import metric_for
-
-        distance = distance or "l2"  # Milvus has no L1, the paper's default
-        metric_for(distance)  # refuse l1 before a model is loaded
     if window is not None and bbox is not None:
         raise typer.BadParameter("give --window or --bbox, not both", param_hint="--window / --bbox")
-    pixel_window = _window(window) if window is not None else None
-    box = _numbers(bbox, 4, "--bbox", "399960,5790240,401160,5791440") if bbox is not None else None
     _check_output(geojson, (".geojson", ".json"), "--geojson")
     _check_output(figure, (".png",), "--figure")
-
-    target = EmbeddingStore(store)
-    model, dataset, split = retrieval.resolve_entry(target, model, dataset, split)
-    plan = None
-    if tile is not None:  # check the tile before reading the database or loading a model
-        plan = _plan(retrieval, target.attrs(model, dataset, split), tile, bands, units, pixel_window, box, chip_size)
-    database = retrieval.open_database(
-        target,
+    _check_output(html, (".html", ".htm"), "--html")
+    request = SearchRequest(
+        store=store,
+        tiles=list(tiles or []),
+        ids=list(sample_ids or []),
+        not_ids=list(not_ids or []),
+        points=[_point(p) for p in points or []],
+        aoi=aoi,
+        queries_in=queries_in,
         model=model,
         dataset=dataset,
         split=split,
@@ -214,132 +237,47 @@ def search(
         bits=bits,
         seed=seed,
         distance=distance,
+        k=k,
+        bands=parse_band_indexes(bands) if bands else None,
+        units=units,
+        window=_window(window) if window is not None else None,
+        bbox=_numbers(bbox, 4, "--bbox", "399960,5790240,401160,5791440") if bbox is not None else None,
+        chip_size=chip_size,
+        weights=weights,
+        device=device,
+        precision=precision,
+        batch_size=batch_size,
+        backend=backend.strip().lower(),
+        uri=uri,
+        token=token,
+        geojson=geojson,
+        figure=figure,
+        html=html,
     )
-    tile_info: dict[str, Any] = {}
-    if plan is not None:
-        queries, tile_info = _embed_tile(
-            retrieval,
-            database,
-            plan,
-            weights=weights,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            keep_rgb=retrieval.FIGURE_MAX_QUERIES if figure is not None else 0,
-        )
-    else:
-        queries = [retrieval.stored_query(database, str(sample_id))]
-    engine = retrieval.make_backend(
-        database, backend, device=device if device.startswith("cuda") else "cpu", uri=uri, token=token
-    )
-    try:
-        results = retrieval.search(database, engine, queries, k)
-    finally:
-        close = getattr(engine, "close", None)  # a Milvus connection (Milvus Lite: frees the file)
-        if close is not None:
-            close()
-
-    if database.random_weights:
-        output.stderr.print(f"[bold magenta]{retrieval.RANDOM_WEIGHTS_WARNING}[/bold magenta]", markup=True)
-    # Render everything first, then write: a failure leaves no half-written file behind.
-    writes: list[tuple[Path, bytes]] = []
-    if geojson is not None:
-        collection = retrieval.results_geojson(database, results)
-        writes.append((geojson, (json.dumps(collection, indent=1) + "\n").encode()))
-    if figure is not None:
-        png, notes = retrieval.retrieval_picture(database, results)
-        for note in notes[:5]:
-            output.note(f"figure: {note}")
-        if len(notes) > 5:
-            output.note(f"figure: ... and {len(notes) - 5} more")
-        writes.append((figure, png))
-    for path, data in writes:
-        retrieval.write_atomic(path, data)
-        output.note(f"wrote {path}")
-
-    if json_output:
-        document = {**database.describe(), **tile_info, "k": k, "results": [r.to_dict() for r in results]}
-        if database.random_weights:
-            document["warning"] = retrieval.RANDOM_WEIGHTS_WARNING
-        output.print_json(document)
-        return
-    _print_table(retrieval, database, results, k)
-
-
-def _plan(
-    retrieval: Any,
-    attrs: dict[str, Any],
-    tile: Path,
-    bands: str | None,
-    units: str,
-    window: Any,
-    bbox: list[float] | None,
-    chip_size: int | None,
-) -> Any:
-    from rsir_cli.models import config_from_provenance, load_plugins
-    from rsir_cli.raster import parse_band_indexes
-
-    load_plugins()
-    config = config_from_provenance(attrs)
-    band_numbers = parse_band_indexes(bands) if bands else None
-    return retrieval.plan_tile(
-        tile, config, attrs, bands=band_numbers, units=units, window=window, bbox=bbox, chip_size=chip_size
-    )
-
-
-def _embed_tile(
-    retrieval: Any,
-    database: Any,
-    plan: Any,
-    *,
-    weights: Path | None,
-    device: str,
-    precision: str | None,
-    batch_size: int,
-    keep_rgb: int,
-) -> tuple[list[Any], dict[str, Any]]:
-    """Load the store's model and embed the tile's chips; notes on stderr; the tile's facts for --json."""
-    from rsir_cli.devices import resolve_device
-
-    device = resolve_device(device)
-    stored = str(database.attrs.get("precision") or "fp32")
-    if precision is None:
-        precision = "fp32" if device == "cpu" else stored
-        if precision != stored:
-            output.note(f"the store was embedded in {stored}; querying in fp32 on the CPU")
-    encoder = retrieval.load_encoder(database.attrs, weights)
     with output.progress_bars() as progress:
-        found = retrieval.tile_queries(
-            plan,
-            encoder,
-            device=device,
-            precision=precision,
-            batch_size=batch_size,
-            keep_rgb=keep_rgb,
-            progress=progress,
-        )
-    tile = plan.path
-    region = found.region
-    used = len(found.queries) + len(found.skipped)
-    if found.chips_total > 1:
-        output.note(
-            f"{tile.name}: {found.chips_total} chips of {found.chip_size} px in the {region.width} x {region.height} px "
-            f"region (partial chips at the right and bottom edges are not searched)"
-        )
-    if found.skipped:
-        output.note(f"skipped {len(found.skipped)} of {used} chips that are mostly nodata")
-    info = {
-        "tile": str(tile),
-        "region": region.as_list(),
-        "chip_size": found.chip_size,
-        "chips": found.chips_total,
-        "chips_skipped": [{"query": name, "nodata_fraction": round(f, 4)} for name, f in found.skipped],
-        "bands_from": found.bands_mapped_by,
-    }
-    return found.queries, info
+        outcome = run_search(request, progress)
+    if outcome.random_weights:
+        output.stderr.print(f"[bold magenta]{RANDOM_WEIGHTS_WARNING}[/bold magenta]", markup=True)
+    for note in outcome.notes:
+        output.note(note)
+    for path in outcome.written:
+        output.note(f"wrote {path}")
+    if json_output:
+        output.print_json(outcome.to_dict())
+        return
+    _print_table(outcome.database, outcome.results, k)
 
 
-def _print_table(retrieval: Any, database: Any, results: list[Any], k: int) -> None:
+def _point(text: str) -> tuple[float, float]:
+    lon, lat = _numbers(text, 2, "--point", "14.95,48.25")
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise typer.BadParameter(f"{text}: LON,LAT in degrees (lon -180..180, lat -90..90)", param_hint="--point")
+    return lon, lat
+
+
+def _print_table(database: Any, results: list[Any], k: int) -> None:
+    from rsir_cli.retrieval.results import RANDOM_WEIGHTS_WARNING, format_distance
+
     several = len(results) > 1
     rows = []
     for result in results:
@@ -347,14 +285,13 @@ def _print_table(retrieval: Any, database: Any, results: list[Any], k: int) -> N
             row = [
                 str(match.rank),
                 match.id,
-                retrieval.format_distance(match.distance, database.distance),
+                format_distance(match.distance, database.distance),
                 "; ".join(match.labels) if match.labels is not None else "-",
                 _location(match.lonlat),
             ]
             rows.append(([result.query.id] if several else []) + row)
     columns = (["query"] if several else []) + ["rank", "id", "distance", "labels", "location (lat, lon)"]
-    code = f", {database.code}" if database.code else ""
-    title = f"Top {k} in {database.model} / {database.dataset} / {database.split} ({database.distance}{code})"
+    title = f"Top {k} in {database.title()}"
     if not several and results:
         q = results[0]
         title += f" for {q.query.id}" + (f" [{'; '.join(q.labels)}]" if q.labels else "")
@@ -362,5 +299,5 @@ def _print_table(retrieval: Any, database: Any, results: list[Any], k: int) -> N
         title += " -- RANDOM WEIGHTS"
     table = output.make_table(title, columns, rows, numeric=("rank", "distance"))
     if database.random_weights:
-        table.caption = Text(retrieval.RANDOM_WEIGHTS_WARNING, style="bold magenta")
+        table.caption = Text(RANDOM_WEIGHTS_WARNING, style="bold magenta")
     output.print_table(table)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import TypeVar
 
 import numpy as np
 
@@ -35,6 +35,9 @@ class SearchResult:
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
+
+
+_Backend = TypeVar("_Backend", bound="SearchBackend")
 
 
 class SearchBackend(ABC):
@@ -58,7 +61,7 @@ class SearchBackend(ABC):
     def close(self) -> None:
         """Release what the backend holds outside this process (connections, files); idempotent."""
 
-    def __enter__(self) -> Self:
+    def __enter__(self: _Backend) -> _Backend:
         return self
 
     def __exit__(
