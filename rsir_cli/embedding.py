@@ -27,7 +27,7 @@ from rsir_cli.progress import NULL_PROGRESS, Progress
 from rsir_cli.store import EmbeddingStore, Shard
 
 if TYPE_CHECKING:
-    from rsir_cli.models import Encoder
+    from rsir_cli.models import Encoder, ModelConfig
     from rsir_cli.store import SplitWriter
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 # count as this run's (model, dataset, split and shard are the file's path already).
 RESUME_KEYS = (
     "weights_sha256", "random_weights", "bands", "fill_bands", "mean", "std", "input_size", "pooling",
-    "precision", "first_index", "limit",
+    "precision", "first_index", "limit", "wavelengths", "inputs", "sensor",
 )  # fmt: skip
 #: datasets of the user's own imagery: they take ArchiveOptions
 USER_ARCHIVES = ("folder", "scene")
@@ -65,10 +65,11 @@ class ArchiveOptions:
     labels: Path | None = None
     bands: Sequence[int] | None = None  # 1-based band numbers of the files, one per model band
     units: str = "auto"
+    date: str | None = None  # the acquisition date of every chip (ISO 8601), else the files' own
 
     @property
     def given(self) -> bool:
-        return bool(self.name or self.labels or self.bands or self.units != "auto")
+        return bool(self.name or self.labels or self.bands or self.units != "auto" or self.date)
 
 
 @dataclass
@@ -81,6 +82,9 @@ class EmbedRequest:
     splits: Sequence[str] | None = None
     data_dir: Path | None = None
     archive: ArchiveOptions = field(default_factory=ArchiveOptions)
+    # for models that take any bands (DOFA): "SENSOR:BAND,BAND,..." and optional wavelengths (µm)
+    model_bands: str | None = None
+    wavelengths: Sequence[float] | None = None
     weights: Path | None = None
     random_weights: bool = False
     options: EmbedOptions = field(default_factory=EmbedOptions)
@@ -157,6 +161,8 @@ def embed_dataset(request: EmbedRequest, progress: Progress = NULL_PROGRESS) -> 
     from rsir_cli.models import build_encoder, get_model_config
 
     config = get_model_config(request.model)
+    if request.model_bands or request.wavelengths:
+        config = _band_set(config, request.model_bands, request.wavelengths)
     definition = get_dataset(request.dataset)
     splits = list(request.splits) if request.splits is not None else list(definition.default_splits)
     if not splits:
@@ -172,19 +178,51 @@ def embed_dataset(request: EmbedRequest, progress: Progress = NULL_PROGRESS) -> 
             "labels": archive.labels,
             "band_indexes": band_indexes,
             "units": archive.units,
+            "date": archive.date,
         }
     elif archive.given:
         raise UsageError(
-            f"--name, --labels, --bands and --units apply to your own imagery ({', '.join(USER_ARCHIVES)}), "
+            f"--name, --labels, --bands, --units and --date apply to your own imagery ({', '.join(USER_ARCHIVES)}), "
             f"not to {definition.name}"
         )
     readers = [open_split(request.dataset, name, request.data_dir, **dataset_options) for name in splits]
     for reader in readers:
         reader.check(config.read_bands)
+        _check_time_input(config, reader, definition.name in USER_ARCHIVES)
     encoder = build_encoder(config, request.weights, request.random_weights)
     store = EmbeddingStore(request.store)
     results = [embed_split(store, encoder, reader, request.options, progress) for reader in readers]
     return EmbedOutcome(results, store.root)
+
+
+def _band_set(config: ModelConfig, model_bands: str | None, wavelengths: Sequence[float] | None) -> ModelConfig:
+    """The model fed another band set (``--model-bands SENSOR:B,B,...``, ``--wavelengths``)."""
+    from rsir_cli.bands import parse_band_list
+
+    if model_bands:
+        sensor, names = parse_band_list(model_bands)
+    else:
+        sensor, names = "sentinel2", list(config.read_bands)
+    if wavelengths is not None and len(wavelengths) != len(names):
+        raise UsageError(f"--wavelengths gives {len(wavelengths)} values for {len(names)} bands ({', '.join(names)})")
+    return config.with_bands(names, sensor=sensor, wavelengths=list(wavelengths) if wavelengths else None)
+
+
+def _check_time_input(config: ModelConfig, reader: SplitReader, user_archive: bool) -> None:
+    """A model that takes the acquisition date, on data whose first sample has none: say how to give it."""
+    if "time" not in config.inputs or not len(reader):
+        return
+    if reader.load(0, config.read_bands).date:
+        return
+    how = (
+        "pass --date YYYY-MM-DD (the acquisition date of the imagery)"
+        if user_archive
+        else f"the dataset {reader.dataset} records no acquisition dates"
+    )
+    raise UsageError(
+        f"model {config.name} takes each image's acquisition date, but {reader.ids[0]!r} of {reader.dataset} has "
+        f"none: {how}, or use the model without time input ({config.name.removesuffix('-tl')})"
+    )
 
 
 def embed_split(
@@ -218,6 +256,7 @@ def embed_split(
         **encoder.provenance(),
         **reader.describe(),
         "band_sources": reader.band_sources(config.read_bands),
+        "inputs_given": _inputs_rule(config),
         "label_names": list(reader.label_names),
         "precision": options.precision,
         "device": device,
@@ -278,6 +317,27 @@ def embed_split(
         result.rows_new = writer.rows_done - resumed_from
         writer.finish()
     return result
+
+
+def _inputs_rule(config: ModelConfig) -> dict[str, str]:
+    """How the extra inputs a model takes are fed, per row (recorded, so a store says what it used)."""
+    rule = {}
+    if "time" in config.inputs:
+        rule["time"] = "the row's acquisition date (dates; year-only dates as 1 July); absent where dates is empty"
+    if "location" in config.inputs:
+        rule["location"] = "the centre of the row's footprint (lat, lon); absent where the footprint is unknown"
+    return rule
+
+
+def extra_inputs(encoder: Encoder, dates: Sequence[str], lonlat: np.ndarray, device: str) -> dict[str, Any]:
+    """The time/location tensors a model takes, from stored-style dates and (N, 4, 2) lon/lat corners."""
+    if not encoder.config.inputs:
+        return {}
+    from rsir_cli.dates import model_date
+
+    centres = np.asarray(lonlat, dtype=np.float64).reshape(-1, 4, 2).mean(axis=1)
+    latlon = [(float(lat), float(lon)) if np.isfinite([lat, lon]).all() else None for lon, lat in centres]
+    return encoder.extra_inputs(dates=[model_date(d) for d in dates], latlon=latlon, device=device)
 
 
 class _TorchDataset:
@@ -347,11 +407,13 @@ def _autocast(device: str, precision: str) -> Any:
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
-def _encode(module: Any, preprocess: Any, images: Any, device: str, precision: str) -> np.ndarray:
+def _encode(
+    module: Any, preprocess: Any, images: Any, device: str, precision: str, extras: dict[str, Any]
+) -> np.ndarray:
     """Raw images on ``device`` -> embeddings (float32 numpy): resize, standardise, encode."""
     inputs = preprocess(images)
     with _autocast(device, precision):
-        embeddings = module(inputs)
+        embeddings = module(inputs, **extras)
     return embeddings.float().cpu().numpy()
 
 
@@ -362,8 +424,10 @@ def embed_images(
     device: str = "auto",
     precision: str = "fp32",
     batch_size: int = 32,
+    dates: Sequence[str] | None = None,
+    lonlat: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Embed raw images exactly as `rsir embed` does (same preprocessing and encoder).
+    """Embed raw images exactly as `rsir embed` does (same preprocessing, encoder and extra inputs).
 
     Args:
         encoder: the model (see :func:`rsir_cli.models.build_encoder`).
@@ -372,6 +436,8 @@ def embed_images(
         device: where to run (``auto``: CUDA when available).
         precision: ``fp32``, or ``bf16`` / ``fp16`` autocast.
         batch_size: images per forward pass.
+        dates: acquisition dates (ISO 8601, "" unknown), for models that take them.
+        lonlat: (B, 4, 2) footprint corners, for models that take the location.
 
     Returns:
         (B, embed_dim) float32.
@@ -393,7 +459,14 @@ def embed_images(
             batch = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size], dtype=np.float32)).to(
                 device
             )
-            parts.append(_encode(module, preprocess, batch, device, precision))
+            stop = start + batch_size
+            extras = extra_inputs(
+                encoder,
+                list(dates[start:stop]) if dates is not None else [""] * len(batch),
+                lonlat[start:stop] if lonlat is not None else np.full((len(batch), 4, 2), np.nan),
+                device,
+            )
+            parts.append(_encode(module, preprocess, batch, device, precision, extras))
     if not parts:
         return np.zeros((0, encoder.config.embed_dim), dtype=np.float32)
     return np.concatenate(parts)
@@ -449,8 +522,9 @@ def _run(
                 if batch["uint16"]:
                     images = images.to(torch.int32) & 0xFFFF
                 inputs = preprocess(images)
+                extras = extra_inputs(encoder, batch["dates"], batch["footprints"].lonlat, device)
                 with _autocast(device, options.precision):
-                    embeddings = module(inputs)
+                    embeddings = module(inputs, **extras)
                 if on_cuda:
                     # Copy out asynchronously; write the previous batch while the GPU computes this one.
                     host = torch.empty(embeddings.shape, dtype=torch.float32, pin_memory=True)

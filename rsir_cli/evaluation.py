@@ -35,7 +35,7 @@ METHOD_TITLES = {
     "pca": "PCA hash",
     "itq": "ITQ",
 }
-DATASET_TITLES = {"bigearthnet": "BigEarthNet", "forestnet": "ForestNet"}
+DATASET_TITLES = {"bigearthnet": "BigEarthNet", "reben": "reBEN", "forestnet": "ForestNet"}
 TIE_RULE = "ties in distance are broken by the lower database row index"
 
 

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from rsir_cli.bands import RESOLUTION_M, canonical_band
+from rsir_cli.dates import date_in_name, iso_date
 from rsir_cli.errors import CorruptDataError, DataNotFoundError, UsageError
 
 UNITS = ("auto", "dn", "reflectance")
@@ -232,6 +233,7 @@ class Raster:
         units: str,
         kind: str,
         mapped_by: str,
+        date: str = "",
     ) -> None:
         self.path = Path(path)
         self.sources = dict(sources)
@@ -240,6 +242,7 @@ class Raster:
         self.units = units
         self.kind = kind  # "file" or "folder"
         self.mapped_by = mapped_by  # "descriptions", "--bands" or "file names"
+        self.date = date  # acquisition date (ISO 8601) from the file's tags or name; "" unknown
         # The reference grid: the finest band (the first of equals).
         grids = list(self.sources.values()) or list(self.all_bands)
         self.reference = min(grids, key=lambda s: s.resolution)
@@ -577,14 +580,32 @@ def open_raster(path: str | Path, band_indexes: Mapping[str, int] | None = None,
             raise DataNotFoundError(
                 f"{path} holds no single-band raster files named by band (such as *_B02.tif or s2_B8A.jp2)"
             )
-        return Raster(path, sources, listed, crs, units, "folder", "file names")
+        names = [path.name, *(Path(s.path).name for s in listed)]
+        date = next((d for d in map(date_in_name, names) if d), "")
+        return Raster(path, sources, listed, crs, units, "folder", "file names", date)
     with _open_dataset(path) as src:
         if src.width < 1 or src.height < 1 or src.count < 1:
             raise CorruptDataError(f"{path} holds no pixels")
         mapped, how = _map_file(path, src, band_indexes)
         listed = _band_sources(path, src)
         crs = _crs_string(src.crs)
-    return Raster(path, mapped, listed, crs, units, "file", how)
+        date = _tag_date(src.tags()) or date_in_name(path.name)
+    return Raster(path, mapped, listed, crs, units, "file", how, date)
+
+
+#: GDAL metadata items that hold an acquisition date, in order of preference
+_DATE_TAGS = ("ACQUISITIONDATETIME", "ACQUISITION_DATE", "DATE_ACQUIRED", "SENSING_TIME", "DATATAKE_1_DATATAKE_SENSING_START",
+              "datetime", "TIFFTAG_DATETIME")  # fmt: skip
+
+
+def _tag_date(tags: Mapping[str, str]) -> str:
+    """The acquisition date a GeoTIFF's metadata names (TIFFTAG_DATETIME is the file's own time: last)."""
+    for key in _DATE_TAGS:
+        if tags.get(key):
+            value = iso_date(tags[key])
+            if value:
+                return value
+    return ""
 
 
 # ----------------------------------------------------------------------------------------- chips

@@ -57,6 +57,22 @@ def embed(
     ] = None,
     bands: BandsOption = None,
     units: UnitsOption = "auto",
+    date: Annotated[
+        Optional[str],
+        typer.Option("--date", help="folder/scene: the acquisition date of the imagery (YYYY-MM-DD), for -tl models."),
+    ] = None,
+    model_bands: Annotated[
+        Optional[str],
+        typer.Option(
+            "--model-bands",
+            help="Models that take any bands (dofa-base): the band set, as SENSOR:BAND,... e.g. "
+            "planetscope:blue,green,red,nir or landsat8:B2,B3,B4,B5 (default: the model's).",
+        ),
+    ] = None,
+    wavelengths: Annotated[
+        Optional[str],
+        typer.Option("--wavelengths", help="With --model-bands: central wavelengths in µm, one per band."),
+    ] = None,
     weights: Annotated[
         Optional[Path],
         typer.Option("--weights", help="Checkpoint file (default: what `rsir download` fetched).", dir_okay=False),
@@ -104,7 +120,12 @@ def embed(
         rsir embed -m prithvi -d scene --data-dir S2B_T33UUP_20200601/IMG_DATA --name t33uup
 
         rsir embed -m prithvi -d folder --data-dir my_chips/ --labels my_chips/labels.csv --bands 2,3,4,9,12,13
+
+        rsir embed -m prithvi-eo2-300m-tl -d reben
+
+        rsir embed -m dofa-base -d folder --data-dir planet/ --model-bands planetscope:blue,green,red,nir --bands 1,2,3,4
     """
+    from rsir_cli.bands import parse_wavelengths
     from rsir_cli.embedding import ArchiveOptions, EmbedOptions, EmbedRequest, embed_dataset
     from rsir_cli.raster import parse_band_indexes
     from rsir_cli.store import Shard
@@ -115,7 +136,9 @@ def embed(
         store=store,
         splits=split_list(split) if split is not None else None,
         data_dir=data_dir,
-        archive=ArchiveOptions(name, labels, parse_band_indexes(bands) if bands else None, units),
+        archive=ArchiveOptions(name, labels, parse_band_indexes(bands) if bands else None, units, _date(date)),
+        model_bands=model_bands,
+        wavelengths=parse_wavelengths(wavelengths) if wavelengths else None,
         weights=weights,
         random_weights=random_weights,
         options=EmbedOptions(
@@ -156,3 +179,14 @@ def embed(
     )
     if all(r.state == "up to date" for r in outcome.results):
         output.note("nothing to do: every split is complete and current (--overwrite embeds again)")
+
+
+def _date(text: str | None) -> str | None:
+    if text is None:
+        return None
+    from rsir_cli.dates import iso_date
+
+    value = iso_date(text)
+    if not value:
+        raise typer.BadParameter(f"{text!r} is not a date; give YYYY-MM-DD", param_hint="--date")
+    return value

@@ -135,6 +135,10 @@ def search(
             "--chip-size", min=1, help="Chip size in tile pixels (default: the ground size of one database patch)."
         ),
     ] = None,
+    date: Annotated[
+        Optional[str],
+        typer.Option("--date", help="The tile's acquisition date, YYYY-MM-DD, for models that take it (-tl)."),
+    ] = None,
     weights: Annotated[
         Optional[Path],
         typer.Option(
@@ -243,6 +247,7 @@ def search(
         window=_window(window) if window is not None else None,
         bbox=_numbers(bbox, 4, "--bbox", "399960,5790240,401160,5791440") if bbox is not None else None,
         chip_size=chip_size,
+        date=_date(date) if date is not None else None,
         weights=weights,
         device=device,
         precision=precision,
@@ -266,6 +271,15 @@ def search(
         output.print_json(outcome.to_dict())
         return
     _print_table(outcome.database, outcome.results, k)
+
+
+def _date(text: str) -> str:
+    from rsir_cli.dates import iso_date
+
+    value = iso_date(text)
+    if not value:
+        raise typer.BadParameter(f"{text!r} is not a date; give YYYY-MM-DD", param_hint="--date")
+    return value
 
 
 def _point(text: str) -> tuple[float, float]:

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from rsir_cli.datasets.base import DatasetDefinition, Sample, SplitReader
+from rsir_cli.dates import iso_date
 from rsir_cli.errors import CorruptDataError, DataNotFoundError, UsageError
 from rsir_cli.raster import open_raster
 
@@ -73,6 +74,7 @@ def archive_arguments(options: Mapping[str, object]) -> dict[str, Any]:
         "band_indexes": band_indexes,
         "units": units,
         "labels": Path(str(labels)) if labels else None,
+        "date": iso_date(options.get("date")) if options.get("date") else "",
     }
 
 
@@ -83,6 +85,7 @@ def recorded_options(reader: Any) -> dict[str, object]:
         "band_indexes": reader.band_indexes,
         "units": reader.units,
         "labels": str(reader.labels_path) if reader.labels_path else None,
+        "date": reader.date or None,
     }
 
 
@@ -170,6 +173,7 @@ class FolderSplit(SplitReader):
         band_indexes: Mapping[str, int] | None = None,
         units: str = "auto",
         labels: Path | None = None,
+        date: str = "",
     ) -> None:
         root = Path(root)
         if not root.is_dir():
@@ -183,6 +187,7 @@ class FolderSplit(SplitReader):
         self.band_indexes = dict(band_indexes) if band_indexes else None
         self.units = units
         self.labels_path = Path(labels).resolve() if labels else None
+        self.date = date  # --date: the acquisition date of every chip (else the file's own)
         self._files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in CHIP_SUFFIXES)
         if not self._files:
             raise DataNotFoundError(f"{root} holds no GeoTIFF chips (*.tif, *.tiff)")
@@ -216,7 +221,8 @@ class FolderSplit(SplitReader):
             raster.require(bands)
             image, _ = raster.read(raster.region, bands, size=self._shape)
             bounds = raster.window_bounds(raster.region) if raster.crs else (np.nan,) * 4
-            return Sample(index, image, self._labels[index].copy(), raster.crs, tuple(bounds))  # type: ignore[arg-type]
+            date = self.date or raster.date
+            return Sample(index, image, self._labels[index].copy(), raster.crs, tuple(bounds), date)  # type: ignore[arg-type]
 
     def band_sources(self, bands: Sequence[str]) -> list[dict[str, str]]:
         return self._first.band_sources(bands)

@@ -27,6 +27,7 @@ import numpy as np
 
 from rsir_cli.datasets.base import DatasetDefinition, LabelSet, Sample, SplitReader, identity_label_set
 from rsir_cli.datasets.sources import DOWNLOADS, GB, DatasetSource, RemoteFile
+from rsir_cli.dates import iso_date
 from rsir_cli.errors import CorruptDataError, DataNotFoundError
 
 PATCH_SIZE = 332
@@ -145,6 +146,7 @@ class ForestNetSplit(SplitReader):
         self._paths: list[Path] = []
         self._labels = np.zeros((len(rows), len(LABELS_12)), dtype=np.uint8)
         self._lonlat = np.zeros((len(rows), 2), dtype=np.float64)
+        self._years = [iso_date((row.get("year") or "").strip()) for row in rows]  # the year only: "YYYY"
         for i, row in enumerate(rows):
             label = row["label"].strip()
             if label not in _LABEL_INDEX:
@@ -196,7 +198,7 @@ class ForestNetSplit(SplitReader):
         # As the official code: integer data / 255 * 10000 in float32.
         image = stacked.astype(np.float32) / np.float32(255) * np.float32(10000)
         crs, bounds = self.footprint(index)
-        return Sample(index, image, self._labels[index].copy(), crs, bounds)
+        return Sample(index, image, self._labels[index].copy(), crs, bounds, self._years[index])
 
     @staticmethod
     def _read_visible(folder: Path) -> list[np.ndarray]:

@@ -43,6 +43,7 @@ class SceneSplit(SplitReader):
         band_indexes: Mapping[str, int] | None = None,
         units: str = "auto",
         labels: Path | None = None,
+        date: str = "",
         chip_size: int = PATCH_SIZE,
     ) -> None:
         root = Path(root)
@@ -76,6 +77,7 @@ class SceneSplit(SplitReader):
         if not self._ids:
             raise DataNotFoundError(f"every chip of {root} is mostly nodata; nothing to index")
         self.labels_path = Path(labels).resolve() if labels else None
+        self.date = date  # --date: the acquisition date of every chip (else the file's own)
         if self.labels_path is not None:
             self.label_names, self._labels = read_labels_csv(self.labels_path, self._ids)
         else:
@@ -100,7 +102,8 @@ class SceneSplit(SplitReader):
         window = self._chips[index].window
         image, _ = self.raster.read(window, bands)
         bounds = self.raster.window_bounds(window) if self.raster.crs else (np.nan,) * 4
-        return Sample(index, image, self._labels[index].copy(), self.raster.crs, tuple(bounds))  # type: ignore[arg-type]
+        date = self.date or self.raster.date
+        return Sample(index, image, self._labels[index].copy(), self.raster.crs, tuple(bounds), date)  # type: ignore[arg-type]
 
     def band_sources(self, bands: Sequence[str]) -> list[dict[str, str]]:
         return self.raster.band_sources(bands)

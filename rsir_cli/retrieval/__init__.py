@@ -76,6 +76,7 @@ class SearchRequest:
     window: PixelWindow | None = None
     bbox: Sequence[float] | None = None
     chip_size: int | None = None
+    date: str | None = None
     weights: Path | None = None
     device: str = "auto"
     precision: str | None = None
@@ -126,9 +127,9 @@ def _check(request: SearchRequest) -> None:
             "give what to search with: TILE(s), or --id / --point examples (with --not-id), or --queries-in AREA "
             "(one of them)"
         )
-    tile_only = (request.bands, request.window, request.bbox, request.chip_size, request.weights)
+    tile_only = (request.bands, request.window, request.bbox, request.chip_size, request.weights, request.date)
     if not request.tiles and (any(v is not None for v in tile_only) or request.units != "auto"):
-        raise UsageError("--bands, --units, --window, --bbox, --chip-size and --weights apply to a TILE query")
+        raise UsageError("--bands, --units, --window, --bbox, --chip-size, --date and --weights apply to a TILE query")
     if request.backend not in ("exact", "milvus"):
         raise UsageError(f"--backend: choose exact or milvus, not {request.backend!r}")
     if len(request.tiles) > 1 and (request.window is not None or request.bbox is not None):
@@ -167,6 +168,7 @@ def run_search(request: SearchRequest, progress: Progress = NULL_PROGRESS) -> Se
             window=request.window,
             bbox=request.bbox,
             chip_size=request.chip_size,
+            date=request.date,
         )
         for tile in request.tiles
     ]

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rsir_cli.dates import iso_date
 from rsir_cli.errors import DataNotFoundError, UsageError, WeightsError
 from rsir_cli.progress import NULL_PROGRESS, Progress
 from rsir_cli.provenance import Provenance
@@ -43,6 +44,7 @@ class TilePlan:
     chips: list[Chip]
     chip_size: int
     units: str
+    date: str = ""  # the acquisition date fed to models that take it ("" unknown)
 
 
 @dataclass
@@ -128,6 +130,7 @@ def plan_tile(
     window: PixelWindow | None = None,
     bbox: Sequence[float] | None = None,
     chip_size: int | None = None,
+    date: str | None = None,
 ) -> TilePlan:
     """Open a query tile and check it against the store's model (cheap; before any model is loaded).
 
@@ -139,9 +142,11 @@ def plan_tile(
         window: ``--window``, a pixel region of the tile.
         bbox: ``--bbox``, a region in the tile's CRS.
         chip_size: chip size in tile pixels (default: the ground size of one database patch).
+        date: ``--date``, the tile's acquisition date (default: from its metadata or file name).
 
     Raises:
-        UsageError: bands that do not fit, a region outside the tile or smaller than half a chip.
+        UsageError: bands that do not fit, a region outside the tile or smaller than half a chip,
+            or no date for a model that takes one.
         CorruptDataError / DataNotFoundError: not a raster, or nothing there.
     """
     from rsir_cli.raster import band_map, open_raster
@@ -153,7 +158,13 @@ def plan_tile(
     raster.require(needed, f"model {config.name}")
     size = chip_size or query_chip_size(Provenance.from_attrs(attrs), raster.pixel_size_m())
     region, chips = query_region(raster, size, window, bbox)
-    return TilePlan(Path(path), raster, needed, region, chips, size, units)
+    when = iso_date(date) if date else raster.date
+    if "time" in config.inputs and not when:
+        raise UsageError(
+            f"model {config.name} takes the acquisition date, and {Path(path).name} does not say it (no date tag or "
+            "date in the file name): pass --date YYYY-MM-DD"
+        )
+    return TilePlan(Path(path), raster, needed, region, chips, size, units, when)
 
 
 def _recorded_weights(provenance: Provenance) -> Path | None:
@@ -276,8 +287,15 @@ def tile_queries(
                 )
                 images.append(image)
             if images:
-                embeddings = embed_images(encoder, np.stack(images), device=device, precision=precision)
                 corners = lonlat_corners([q.crs for q in kept], np.array([q.bounds for q in kept]))
+                embeddings = embed_images(
+                    encoder,
+                    np.stack(images),
+                    device=device,
+                    precision=precision,
+                    dates=[plan.date] * len(images),
+                    lonlat=corners,
+                )
                 for query, embedding, lonlat in zip(kept, embeddings, corners, strict=True):
                     query.embedding = embedding
                     query.lonlat = lonlat
