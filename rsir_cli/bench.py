@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rsir_cli import suggest
 from rsir_cli.errors import StoreError, UsageError
 from rsir_cli.progress import NULL_PROGRESS, Progress, ProgressTask
 from rsir_cli.search import milvus
@@ -537,7 +538,7 @@ def load_data(
         if len(candidates) != 1:
             raise StoreError(
                 f"the store {store.root} has no single match for model {model or 'any'} / dataset {dataset or 'any'}; "
-                "pass both --model and --dataset (see `rsir info`)"
+                f"pass both --model and --dataset ({suggest.quoted('info', store=store.root)} lists them)"
             )
         model, dataset = candidates[0]
     return store_data(store, model, dataset, n_queries, n_database)

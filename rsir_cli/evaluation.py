@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from rsir_cli import metrics
+from rsir_cli import metrics, suggest
 from rsir_cli.errors import StoreError, UsageError
 from rsir_cli.hashing import METHODS, SEEDED_METHODS, CodeSpec, make_hasher, paper_seeds
 from rsir_cli.progress import NULL_PROGRESS, Progress
@@ -168,7 +168,9 @@ def _pairs(store: EmbeddingStore, model: str | None, dataset: str | None) -> lis
         raise StoreError(
             f"the store {store.root} holds no embeddings"
             + (f" for {what}" if what else "")
-            + "; run `rsir embed --model ... --dataset ...` first (`rsir info` lists what the store holds)"
+            + "; embed a dataset first, e.g. "
+            + suggest.embed(model or "prithvi", dataset or "bigearthnet", store=store.root)
+            + f" ({suggest.quoted('info', store=store.root)} lists what the store holds)"
         )
     pairs = []
     for (m, d), names in sorted(splits.items()):
@@ -178,7 +180,7 @@ def _pairs(store: EmbeddingStore, model: str | None, dataset: str | None) -> lis
             continue
         message = (
             f"{m}/{d} has no {' or '.join(repr(s) for s in missing)} split (queries = {QUERY_SPLIT!r}, "
-            f"database = {DATABASE_SPLIT!r}); run `rsir embed --model {m} --dataset {d} --split {','.join(missing)}`"
+            f"database = {DATABASE_SPLIT!r}); run {store.embed_hint(m, d, missing)}"
         )
         if model is not None or dataset is not None:
             raise StoreError(message)
@@ -186,7 +188,7 @@ def _pairs(store: EmbeddingStore, model: str | None, dataset: str | None) -> lis
     if not pairs:
         raise StoreError(
             f"no (model, dataset) in the store {store.root} has both a {QUERY_SPLIT!r} and a {DATABASE_SPLIT!r} split; "
-            f"run `rsir embed` for them"
+            "embed their val and test splits first"
         )
     return pairs
 
@@ -303,7 +305,7 @@ def _evaluate_pair(
     if q_dim != db_dim:
         raise StoreError(
             f"{model}/{dataset}: the {QUERY_SPLIT!r} embeddings have {q_dim} dims but the {DATABASE_SPLIT!r} ones "
-            f"have {db_dim}; re-embed both splits with the same model (`rsir embed ... --overwrite`)"
+            f"have {db_dim}; re-embed both splits with the same model: {store.embed_hint(model, dataset, [QUERY_SPLIT, DATABASE_SPLIT], overwrite=True)}"
         )
     if queries.labels.shape[1] != database.labels.shape[1]:
         raise StoreError(

@@ -86,7 +86,7 @@ def prepared_hasher(
     if fit_on is None:
         raise StoreError(
             f"{model}/{dataset} has no {DATABASE_SPLIT!r} split to fit {spec.method} on; embed it with "
-            + suggest.embed(model, dataset, DATABASE_SPLIT, store=store.root)
+            + store.embed_hint(model, dataset, DATABASE_SPLIT)
         )
     hasher.fitted_on = fit_on
     hasher.fit_source = store.content_digest(model, dataset, fit_on)
@@ -278,7 +278,7 @@ def hash_store(
             names = ", ".join(sorted({s.split for s in splits}))
             raise StoreError(
                 f"{model_name}/{dataset_name} has splits {names} but no {DATABASE_SPLIT!r} split to fit {method} on; "
-                "embed it with " + suggest.embed(model_name, dataset_name, DATABASE_SPLIT, store=store.root)
+                "embed it with " + store.embed_hint(model_name, dataset_name, DATABASE_SPLIT)
             )
         plans.append((model_name, dataset_name, splits, specs, dim, fit_on))
 

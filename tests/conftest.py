@@ -91,6 +91,25 @@ def fake_encoder(monkeypatch: pytest.MonkeyPatch) -> str:
     return "fake"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _suggestions_run_as_printed() -> Iterator[None]:
+    """Every `rsir ...` the tool prints in any CLI test is parsed by the real app (tests/suggestions.py)."""
+    from typer.testing import CliRunner
+
+    from tests import suggestions
+
+    invoke = CliRunner.invoke
+
+    def checked(self: CliRunner, *args: object, **kwargs: object) -> object:
+        result = invoke(self, *args, **kwargs)
+        suggestions.check(result.output)
+        return result
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CliRunner, "invoke", checked)
+        yield
+
+
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No test reads or writes the user's rsir cache or data directory."""

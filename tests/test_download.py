@@ -377,7 +377,7 @@ def test_a_second_download_into_the_same_directory_is_refused_while_one_runs(
     with open(lock, "a+b") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         result = run("forestnet", "--mirror", server.root, *FAST)
-    assert_one_line_error(result, r"another `rsir download` is writing")
+    assert_one_line_error(result, r"another rsir download is writing")
     assert server.log == []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from typing import Annotated, Any
 
@@ -35,6 +36,24 @@ class RsirCommand(TyperCommand):
     Library errors (RsirError) exit 1 with their message; usage errors exit 2, whichever layer
     notices them (Typer's own, or a UsageError raised by the library).
     """
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Take -v / -q (and -vv, --verbose, --quiet) after the subcommand too, as before it."""
+        rest: list[str] = []
+        change = 0
+        for position, arg in enumerate(args):
+            if arg == "--":
+                rest += args[position:]
+                break
+            if arg in ("--verbose", "--quiet"):
+                change += 1 if arg == "--verbose" else -1
+            elif re.fullmatch(r"-v+|-q+", arg):
+                change += (len(arg) - 1) * (1 if arg[1] == "v" else -1)
+            else:
+                rest.append(arg)
+        if change:
+            output.configure_logging(output.verbosity + change)
+        return super().parse_args(ctx, rest)
 
     def invoke(self, ctx: Any) -> Any:
         try:

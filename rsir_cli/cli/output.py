@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -33,20 +32,45 @@ stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True)
 
 _quiet = False
+#: the verbosity set so far (-v counts up, -q down), before or after the subcommand
+verbosity = 0
 
 
-def configure_logging(verbosity: int) -> None:
+def configure_logging(level_count: int) -> None:
     """Set the log level from -v / -q counts: -q errors only, default warnings+info, -v debug."""
-    global _quiet
-    _quiet = verbosity < 0
-    level = logging.ERROR if verbosity < 0 else logging.DEBUG if verbosity > 0 else logging.INFO
+    global _quiet, verbosity
+    verbosity = level_count
+    _quiet = level_count < 0
+    level = logging.ERROR if level_count < 0 else logging.DEBUG if level_count > 0 else logging.INFO
     root = logging.getLogger("rsir_cli")
     root.handlers.clear()
-    handler = RichHandler(console=stderr, show_time=False, show_path=verbosity > 0, markup=False)
+    handler = _LogLines(show_path=level_count > 0)
     handler.setFormatter(logging.Formatter("%(message)s"))
     root.addHandler(handler)
     root.setLevel(level)
     root.propagate = False
+
+
+class _LogLines(logging.Handler):
+    """Log records as single lines on stderr (``WARNING message``): never wrapped by rsir, so paths,
+    ids and suggested commands stay whole (the terminal folds long lines); tracebacks under -v."""
+
+    _STYLES = {"DEBUG": "dim", "INFO": "cyan", "WARNING": "yellow", "ERROR": "bold red", "CRITICAL": "bold red"}
+
+    def __init__(self, show_path: bool = False) -> None:
+        super().__init__()
+        self.show_path = show_path
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = self.format(record)
+            where = f" ({record.module}.py:{record.lineno})" if self.show_path else ""
+            line = Text.assemble(
+                (f"{record.levelname:<8}", self._STYLES.get(record.levelname, "")), " ", message, where
+            )
+            stderr.print(line, soft_wrap=True, highlight=False)
+        except Exception:  # a logging failure must never end the command
+            self.handleError(record)
 
 
 def _json_default(value: Any) -> Any:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rsir_cli import suggest
 from rsir_cli.bands import RESOLUTION_M
 from rsir_cli.datasets.base import DatasetDefinition, LabelSet, Sample, SplitReader, identity_label_set
 from rsir_cli.datasets.patchbands import (  # noqa: F401  (read_band*, upsample*: this module's API too)
@@ -45,7 +46,7 @@ from rsir_cli.errors import CorruptDataError, DataNotFoundError
 
 log = logging.getLogger(__name__)
 
-_FIX = "re-extract BigEarthNet-S2-v1.0.tar.gz (`rsir download bigearthnet`)"
+_FIX = "re-extract BigEarthNet-S2-v1.0.tar.gz (rsir download bigearthnet does it)"
 
 # The 43 labels in the official order (label_indices.json of the BigEarthNet-S2 19-classes models).
 LABELS_43: tuple[str, ...] = (
@@ -259,7 +260,7 @@ def find_patch_dir(root: Path) -> Path:
         if candidate.is_dir() and any(p.is_dir() and p.name.startswith("S2") for p in _first_entries(candidate)):
             return candidate
     raise DataNotFoundError(
-        f"no BigEarthNet-S2 patches found under {root}; run `rsir download bigearthnet` or pass "
+        f"no BigEarthNet-S2 patches found under {root}; run {suggest.download('bigearthnet', root)} or pass "
         "--data-dir pointing at the folder that holds BigEarthNet-v1.0/"
     )
 
@@ -290,7 +291,7 @@ class BigEarthNetSplit(SplitReader):
         root = Path(root)
         if not root.exists():
             raise DataNotFoundError(
-                f"data directory {root} does not exist; run `rsir download bigearthnet` or pass --data-dir"
+                f"data directory {root} does not exist; run {suggest.download('bigearthnet', root)} or pass --data-dir"
             )
         self.root = root
         self.dataset = dataset

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rsir_cli import suggest
 from rsir_cli.datasets.base import DatasetDefinition, LabelSet, Sample, SplitReader, identity_label_set
 from rsir_cli.datasets.sources import DOWNLOADS, GB, DatasetSource, RemoteFile
 from rsir_cli.dates import iso_date
@@ -104,7 +105,7 @@ def find_root(root: Path) -> Path:
         if _holds_splits(candidate):
             return candidate
     raise DataNotFoundError(
-        f"no ForestNet split files (train.csv, val.csv, test.csv) under {root}; run `rsir download forestnet` "
+        f"no ForestNet split files (train.csv, val.csv, test.csv) under {root}; run {suggest.download('forestnet', root)} "
         "or pass --data-dir pointing at the folder ForestNetDataset.zip was unpacked in"
     )
 
@@ -131,7 +132,7 @@ class ForestNetSplit(SplitReader):
         root = Path(root)
         if not root.exists():
             raise DataNotFoundError(
-                f"data directory {root} does not exist; run `rsir download forestnet` or pass --data-dir"
+                f"data directory {root} does not exist; run {suggest.download('forestnet', root)} or pass --data-dir"
             )
         self.root = find_root(root)
         self.dataset = dataset

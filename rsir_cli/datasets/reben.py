@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rsir_cli import suggest
 from rsir_cli.bands import RESOLUTION_M
 from rsir_cli.datasets.base import DatasetDefinition, Sample, SplitReader, identity_label_set
 from rsir_cli.datasets.bigearthnet import LABELS_19, date_from_product_name
@@ -62,8 +63,8 @@ FLAG_COLUMNS = ("contains_seasonal_snow", "contains_cloud_or_shadow")
 LABELS = LABELS_19
 LABEL_SETS = {"19": identity_label_set("19", LABELS)}
 _LABEL_INDEX = {name: i for i, name in enumerate(LABELS)}
-_FIX = "re-extract BigEarthNet-S2.tar.zst (`rsir download reben`)"
-_REFETCH = "download it again (`rsir download reben`)"
+_FIX = "re-extract BigEarthNet-S2.tar.zst (rsir download reben does it)"
+_REFETCH = "download it again (rsir download reben does it)"
 
 
 def tile_of(patch_id: str) -> str:
@@ -93,7 +94,7 @@ def read_metadata(path: Path, split: str, *, include_flagged: bool = False) -> t
 
     if not path.is_file():
         raise DataNotFoundError(
-            f"no {path.name} at {path}; run `rsir download reben` or pass --data-dir pointing at the "
+            f"no {path.name} at {path}; run {suggest.download('reben', path.parent)} or pass --data-dir pointing at the "
             f"folder that holds {METADATA} and {PATCH_FOLDER}/"
         )
     try:
@@ -212,7 +213,7 @@ class RebenSplit(SplitReader):
         root = Path(root)
         if not root.exists():
             raise DataNotFoundError(
-                f"data directory {root} does not exist; run `rsir download reben` or pass --data-dir"
+                f"data directory {root} does not exist; run {suggest.download('reben', root)} or pass --data-dir"
             )
         if split not in SPLITS:
             raise UsageError(f"reben has splits {', '.join(SPLITS)}, not {split!r}")
@@ -244,7 +245,7 @@ class RebenSplit(SplitReader):
         self.patch_dir = root / PATCH_FOLDER
         if not self.patch_dir.is_dir():
             raise DataNotFoundError(
-                f"no {PATCH_FOLDER}/ folder in {root}; run `rsir download reben`, which extracts "
+                f"no {PATCH_FOLDER}/ folder in {root}; run {suggest.download('reben', root)}, which extracts "
                 f"BigEarthNet-S2.tar.zst there, or pass --data-dir pointing at the folder that holds it"
             )
         self._patch_prefix = f"{self.patch_dir}{os.sep}"  # plain string joins: pathlib costs show at 10k patches/s

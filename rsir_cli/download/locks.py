@@ -29,7 +29,7 @@ def exclusive(lock_path: Path, what: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             raise DownloadError(
-                f"another `rsir download` is writing {what}; wait for it to finish, then run this again"
+                f"another rsir download is writing {what}; wait for it to finish, then run this again"
             ) from None
         try:
             yield

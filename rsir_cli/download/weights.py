@@ -102,8 +102,8 @@ def _hub_url(endpoint: str | None, repo_id: str, filename: str, revision: str | 
 
 def _how_to_place(config_name: str, url: str, where: str) -> str:
     return (
-        f"fetch {url} on a machine with network access and either pass it to `rsir embed --model {config_name} "
-        f"--weights PATH`, or {where}"
+        f"fetch {url} on a machine with network access and either pass it to rsir embed --model {config_name} "
+        f"with --weights PATH, or {where}"
     )
 
 

@@ -314,5 +314,5 @@ def config_from_provenance(attrs: dict[str, Any]) -> ModelConfig:
     """Rebuild the exact model config a store file was written with."""
     data = attrs.get("model_config")
     if not isinstance(data, dict):
-        raise UsageError("the store file records no model config; re-create it with `rsir embed`")
+        raise UsageError("the store file records no model config; embed the split again with this rsir")
     return ModelConfig.from_dict(data, source="store provenance")

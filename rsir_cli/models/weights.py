@@ -194,7 +194,7 @@ def load_checkpoint(path: Path) -> Mapping[str, Any]:
         # torch's message runs to six lines and suggests weights_only=False, which would let the
         # file run any code it carries: rsir never does that, nor suggests it.
         raise WeightsError(
-            f"cannot read weights {path}: {_refusal(error)}; use the official weights (`rsir download MODEL`) "
+            f"cannot read weights {path}: {_refusal(error)}; use the model's official weights (rsir download) "
             "or a .safetensors copy of the state dict"
         ) from None
     except Exception as error:  # zip and safetensors errors all mean "not a usable checkpoint"

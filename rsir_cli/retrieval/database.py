@@ -141,7 +141,7 @@ def resolve_entry(
         if split not in splits:
             raise StoreError(
                 f"the store has no {split!r} split for {model}/{dataset} (it has: {', '.join(splits)}); run "
-                + suggest.embed(model, dataset, split, store=store.root)
+                + store.embed_hint(model, dataset, split)
             )
         return model, dataset, split
     for candidate in DATABASE_SPLITS:
@@ -149,7 +149,7 @@ def resolve_entry(
             return model, dataset, candidate
     raise StoreError(
         f"the store has no database split (test, or all for your own imagery) for {model}/{dataset}; it has "
-        f"{', '.join(splits)}: pass --split, or run {suggest.embed(model, dataset, 'test', store=store.root)}"
+        f"{', '.join(splits)}: pass --split, or run {store.embed_hint(model, dataset, 'test')}"
     )
 
 

@@ -141,7 +141,7 @@ def _check_schema(path: Path, attrs: Mapping[str, Any]) -> None:
         raise StoreError(
             f"{path} was written with store schema version {version}, but this rsir (version {__version__}) reads "
             f"versions {', '.join(map(str, READABLE_SCHEMAS))}; use an rsir release that reads schema {version}, "
-            "or re-create the file with the `rsir embed` command that made it, adding --overwrite"
+            "or re-create the file with the rsir embed command that made it, adding --overwrite"
         )
 
 
@@ -188,8 +188,31 @@ class EmbeddingStore:
         """Every (model, dataset, split) with a file or a run in progress, sorted."""
         return sorted(entry_names(self.root))
 
-    def _embed_hint(self, model: str, dataset: str, split: str) -> str:
-        return suggest.embed(model, dataset, split, store=self.root)
+    def embed_hint(self, model: str, dataset: str, split: str | Sequence[str], **extra: object) -> str:
+        """The backticked `rsir embed` that makes ``split``: like the store's other splits of the pair
+        (their data folder, weights, archive options...), or a plain one when there are none."""
+        attrs = self._sibling_attrs(model, dataset)
+        if attrs is not None:
+            return suggest.embed_like(attrs, split, store=self.root, **extra)
+        return suggest.embed(model, dataset, split, store=self.root, **extra)
+
+    def _sibling_attrs(self, model: str, dataset: str) -> dict[str, Any] | None:
+        folder = self.root / model / dataset
+        if not folder.is_dir():
+            return None
+        for entry in sorted(folder.iterdir()):
+            if entry.name.startswith("."):
+                continue
+            try:
+                if entry.suffix == ".h5" and entry.is_file():
+                    return hdf5.read_attrs(entry)
+                if entry.name.endswith(".partial") and entry.is_dir():
+                    header = _read_header(entry)
+                    if header:
+                        return dict(header.get("attrs") or {})
+            except StoreError:
+                continue
+        return None
 
     def split_files(self, model: str, dataset: str, split: str) -> list[Path]:
         """The complete files of one split in row order: ``<split>.h5``, or all its shards in shard order.
@@ -239,7 +262,7 @@ class EmbeddingStore:
         expected = (header or {}).get("rows_expected", "?")
         return StoreError(
             f"{model}/{dataset}/{split} is incomplete ({done} of {expected} rows embedded); run the same "
-            f"`rsir embed` command again to finish it (e.g. {self._embed_hint(model, dataset, split)})"
+            f"rsir embed command again to finish it (e.g. {self.embed_hint(model, dataset, split)})"
         )
 
     # ---------------------------------------------------------------------------------- writing
@@ -298,7 +321,7 @@ class EmbeddingStore:
             },
         }
         keys = (*resume_keys, "rows_expected", "embedding_dim")
-        hint = suggest.embed(model, dataset, split, store=self.root, overwrite=True)
+        hint = self.embed_hint(model, dataset, split, overwrite=True)
         lock = RunLock(folder)
         lock.acquire()
         try:
@@ -400,7 +423,7 @@ class EmbeddingStore:
         if not files:
             raise StoreError(
                 f"the store {self.root} has no {split!r} split for model {model!r} and dataset {dataset!r}; run "
-                + self._embed_hint(model, dataset, split)
+                + self.embed_hint(model, dataset, split)
             )
         names = ["ids", "labels", "dates"]
         if embeddings:
@@ -440,7 +463,7 @@ class EmbeddingStore:
         if not attrs.get("complete"):  # only the older in-place format has unfinished files
             raise StoreError(
                 f"{path} is incomplete ({attrs.get('rows_committed')} of {attrs.get('rows_expected')} rows); run "
-                f"the same `rsir embed` command again to finish it (e.g. {self._embed_hint(model, dataset, split)})"
+                f"the same rsir embed command again to finish it (e.g. {self.embed_hint(model, dataset, split)})"
             )
         return attrs
 
@@ -450,7 +473,7 @@ class EmbeddingStore:
         if not files:
             raise StoreError(
                 f"the store {self.root} has no {split!r} split for {model}/{dataset}; run "
-                + self._embed_hint(model, dataset, split)
+                + self.embed_hint(model, dataset, split)
             )
         return self._complete_attrs(files[0], model, dataset, split)
 
@@ -560,9 +583,25 @@ class EmbeddingStore:
         path = self.location(model, dataset, split).code_file(name)
         if not path.is_file():
             have = self.code_names(model, dataset, split)
+            from rsir_cli.hashing import CodeSpec
+
+            spec = CodeSpec.parse(name)
+            make = (
+                suggest.quoted(
+                    "hash",
+                    method=spec.method,
+                    bits=spec.bits,
+                    seed=spec.seed,
+                    model=model,
+                    dataset=dataset,
+                    store=self.root,
+                )  # fmt: skip
+                if spec is not None
+                else "rsir hash"
+            )
             raise StoreError(
-                f"{model}/{dataset}/{split} has no codes named {name!r}; run `rsir hash` for {model}/{dataset} "
-                f"first (it has: {', '.join(have) or 'none'})"
+                f"{model}/{dataset}/{split} has no codes named {name!r}; make them with {make} "
+                f"(it has: {', '.join(have) or 'none'})"
             )
         return code_tables.read_table(path, name)
 

@@ -101,7 +101,7 @@ def _damaged(path: Path, detail: str) -> StoreError:
 
 def _rebuild_hint(path: Path) -> str:
     return (
-        "move it away and re-create it with the `rsir embed` command that made it, adding --overwrite"
+        "move it away and re-create it with the rsir embed command that made it, adding --overwrite"
         if path.suffix == ".h5" and not path.parent.name.endswith(".codes")
         else "delete it and run the command that made it again"
     )

@@ -232,8 +232,8 @@ class MilvusConnection:
         status = _status(error)
         if self.target.lite:
             return BackendError(
-                f"cannot open the Milvus Lite file {where} ({reason}): another process (a running `rsir index` "
-                "or `rsir bench-milvus`?) may hold it, or it is damaged; wait for it, or pass another --uri"
+                f"cannot open the Milvus Lite file {where} ({reason}): another process (a running rsir index "
+                "or rsir bench-milvus?) may hold it, or it is damaged; wait for it, or pass another --uri"
             )
         lowered = reason.lower()
         if "UNAUTHENTICATED" in status or "auth" in lowered or "credential" in lowered:
