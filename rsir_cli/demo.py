@@ -71,10 +71,33 @@ def write_query_tile(scene_dir: Path, path: Path, chip: int = QUERY_CHIP) -> str
     return reader.ids[chip]
 
 
+def store_of(workdir: Path, random_weights: bool) -> Path:
+    """The demo's store: real and random weights apart, so that neither run is refused by the other's."""
+    return workdir / ("store-random" if random_weights else "store")
+
+
+def start_over(workdir: Path, *, random_weights: bool) -> list[Path]:
+    """Delete what a demo run made in ``workdir`` (its store and outputs; the sample data stay)."""
+    import shutil
+
+    removed = []
+    workdir = workdir.resolve()
+    for path in (store_of(workdir, random_weights), workdir / "matches.png", workdir / "matches.geojson",
+                 workdir / "matches.html", workdir / "query-tile.tif"):  # fmt: skip
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
 def plan(workdir: Path, *, random_weights: bool, device: str = "auto", model: str = "prithvi") -> DemoPlan:
     """Fetch the sample imagery (cached) and lay out the demo's commands."""
     workdir = workdir.resolve()
-    store = workdir / "store"
+    store = store_of(workdir, random_weights)
     bigearthnet = samples.bigearthnet_tree(workdir / "data" / "bigearthnet")
     scene = samples.sentinel2_scene()
     query_tile = workdir / "query-tile.tif"

@@ -19,11 +19,11 @@ def _is_default_store(store: str | Path | None) -> bool:
     return store is None or Path(store) == Path(config.DEFAULT_STORE)
 
 
-def command(name: str, *arguments: object, store: str | Path | None = None, **options: object) -> str:
+def command(subcommand: str, /, *arguments: object, store: str | Path | None = None, **options: object) -> str:
     """``rsir NAME ARGUMENTS --option value ...``, quoted for a POSIX shell.
 
     Args:
-        name: the subcommand (``embed``, ``hash``, ...).
+        subcommand: ``embed``, ``hash``, ...
         arguments: positional arguments (a tile, a dataset name).
         store: the user's store; added as ``--store`` unless it is the default.
         options: ``option_name=value``: ``--option-name value``; ``True`` gives a bare flag, ``None``
@@ -32,7 +32,7 @@ def command(name: str, *arguments: object, store: str | Path | None = None, **op
     Returns:
         The command line, without surrounding backticks.
     """
-    words = ["rsir", name, *(str(a) for a in arguments)]
+    words = ["rsir", subcommand, *(str(a) for a in arguments)]
     for key, value in options.items():
         if value is None or value is False:
             continue
@@ -48,9 +48,9 @@ def command(name: str, *arguments: object, store: str | Path | None = None, **op
     return " ".join(shlex.quote(word) if word != "rsir" else word for word in words)
 
 
-def quoted(name: str, *arguments: object, store: str | Path | None = None, **options: object) -> str:
+def quoted(subcommand: str, /, *arguments: object, store: str | Path | None = None, **options: object) -> str:
     """:func:`command` in backticks, as messages show commands."""
-    return f"`{command(name, *arguments, store=store, **options)}`"
+    return f"`{command(subcommand, *arguments, store=store, **options)}`"
 
 
 def embed(

@@ -22,7 +22,7 @@ def test_demo_runs_every_step_on_the_real_samples(tmp_path: Path, fake_encoder: 
         app, ["demo", "--random-weights", "--model", fake_encoder, "--workdir", str(workdir), "--device", "cpu"]
     )
     assert result.exit_code == 0, result.output
-    store = EmbeddingStore(workdir / "store")
+    store = EmbeddingStore(workdir / "store-random")
     assert {(d, s) for _, d, s in store.entries()} == {
         ("bigearthnet", "val"),
         ("bigearthnet", "test"),
@@ -38,4 +38,15 @@ def test_demo_runs_every_step_on_the_real_samples(tmp_path: Path, fake_encoder: 
     # (0 up to float rounding: the database was embedded 32 chips per batch, the query alone)
     assert first["rank"] == 1 and first["distance"] < 1e-4 and first["id"] == "s2-scene_r8_c9"
     assert (workdir / "matches.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert (workdir / "store" / "milvus.db").exists()
+    assert (workdir / "store-random" / "milvus.db").exists()
+
+    # The demo runs again in the same folder: every step says it is done, nothing is embedded twice.
+    embedded = (workdir / "store-random" / "fake" / "bigearthnet" / "test.h5").stat().st_mtime_ns
+    again = runner.invoke(app, ["demo", "--random-weights", "--model", fake_encoder, "--workdir", str(workdir),
+                                "--device", "cpu"])  # fmt: skip
+    assert again.exit_code == 0, again.output
+    assert (workdir / "store-random" / "fake" / "bigearthnet" / "test.h5").stat().st_mtime_ns == embedded
+    fresh = runner.invoke(app, ["demo", "--random-weights", "--model", fake_encoder, "--workdir", str(workdir),
+                                "--device", "cpu", "--fresh"])  # fmt: skip
+    assert fresh.exit_code == 0 and "removed" in fresh.output
+    assert (workdir / "store-random" / "fake" / "bigearthnet" / "test.h5").stat().st_mtime_ns != embedded

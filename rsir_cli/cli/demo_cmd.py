@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from rsir_cli import suggest
 from rsir_cli.cli import output
 from rsir_cli.cli.app import command
 from rsir_cli.cli.options import DeviceOption
@@ -31,6 +32,9 @@ def demo(
     model: Annotated[
         str, typer.Option("--model", "-m", help="The encoder to run (any `rsir embed` model).")
     ] = "prithvi",
+    fresh: Annotated[
+        bool, typer.Option("--fresh", help="Start over: delete the demo's store and outputs in --workdir first.")
+    ] = False,
 ) -> None:
     """Run the main job end to end on real sample imagery, showing each `rsir` command it runs.
 
@@ -45,6 +49,11 @@ def demo(
         rsir demo
 
         rsir demo --random-weights --workdir /tmp/rsir-demo
+
+        rsir demo --fresh
+
+    Run it again and the steps that are done say so (nothing is embedded twice); real-weights
+    and random-weights runs keep separate stores (store/ and store-random/).
     """
     from rsir_cli import demo as demo_lib
 
@@ -52,6 +61,9 @@ def demo(
         output.stderr.print(
             f"[bold magenta]SMOKE RUN: random {model} weights; the numbers and matches mean nothing.[/]"
         )
+    if fresh:
+        for path in demo_lib.start_over(workdir, random_weights=random_weights):
+            output.note(f"removed {path}")
     plan = demo_lib.plan(workdir, random_weights=random_weights, device=device, model=model)
     started = time.perf_counter()
     for number, (title, args) in enumerate(plan.steps, start=1):
@@ -70,5 +82,5 @@ def demo(
     output.note(
         f"Finished in {time.perf_counter() - started:.0f} s{smoke}. Wrote:\n"
         f"  store      {plan.store}\n  figure     {plan.figure}\n  GeoJSON    {plan.geojson}\n"
-        f"  query tile {plan.query_tile}\nTry: rsir info --store {plan.store}"
+        f"  query tile {plan.query_tile}\nTry: {suggest.command('info', store=plan.store)}"
     )

@@ -321,7 +321,6 @@ class EmbeddingStore:
             },
         }
         keys = (*resume_keys, "rows_expected", "embedding_dim")
-        hint = self.embed_hint(model, dataset, split, overwrite=True)
         lock = RunLock(folder)
         lock.acquire()
         try:
@@ -343,7 +342,7 @@ class EmbeddingStore:
                 writer.resume()
                 log.info("resuming %s at row %d of %d", final, writer.rows_done, rows_expected)
             elif final.exists():
-                self._continue_from_file(writer, final, header["attrs"], keys, hint)
+                self._continue_from_file(writer, final, header["attrs"], keys)
             else:
                 self._require_room(folder, rows_expected, dim, n_labels)
                 writer.start()
@@ -355,7 +354,7 @@ class EmbeddingStore:
         return writer
 
     def _continue_from_file(
-        self, writer: SplitWriter, final: Path, wanted: dict[str, Any], keys: Sequence[str], hint: str
+        self, writer: SplitWriter, final: Path, wanted: dict[str, Any], keys: Sequence[str]
     ) -> None:
         existing = hdf5.read_attrs(final)
         _check_schema(final, existing)
@@ -370,7 +369,8 @@ class EmbeddingStore:
         n = len(arrays["ids"])
         if n != rows or any(v is not None and len(v) != rows for v in arrays.values()):
             raise StoreError(
-                f"{final} is damaged (its commit record says {rows} rows, it holds {n}); re-create it with {hint}"
+                f"{final} is damaged (its commit record says {rows} rows, it holds {n}); re-create it with the "
+                "rsir embed command that made it, adding --overwrite"
             )
         arrays["dates"] = arrays["dates"] if arrays["dates"] is not None else [""] * rows
         writer.salvage(arrays, rows)
