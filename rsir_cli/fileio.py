@@ -121,6 +121,23 @@ def write_bytes(path: Path, data: bytes | memoryview) -> None:
     write_chunks(path, (view[i : i + CHUNK] for i in range(0, len(view), CHUNK)) if len(view) else [b""])
 
 
+def write_output(path: Path, data: bytes | str) -> None:
+    """Write a result file the user asked for (``--csv``, ``--geojson``, ``--figure``): whole or not at all.
+
+    Raises:
+        DiskFullError: the disk is full.
+        RsirError: any other reason the file cannot be written, in one line.
+    """
+    from rsir_cli.errors import RsirError
+
+    try:
+        write_bytes(path, data.encode("utf-8") if isinstance(data, str) else data)
+    except DiskFullError:
+        raise
+    except OSError as error:
+        raise RsirError(f"cannot write {path}: {error.strerror or error}") from None
+
+
 def write_text(path: Path, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 

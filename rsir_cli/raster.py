@@ -479,13 +479,16 @@ class Raster:
                 raise CorruptDataError(f"cannot read {path} (window {window}): {str(error).strip()}") from None
             for j, (position, source) in enumerate(zip(positions, sources, strict=True)):
                 values = raw[j].astype(np.float32)
-                bad = np.isnan(values) if values.dtype.kind == "f" else np.zeros(values.shape, dtype=bool)
+                # NaN and infinity are nodata: a model would turn one such pixel into NaN embeddings
+                bad = ~np.isfinite(values)
                 if masks is not None:
                     bad |= masks[j] == 0
-                if source.scale != 1.0 or source.offset != 0.0:
-                    values = values * np.float32(source.scale) + np.float32(source.offset)
-                if self.units == "reflectance" or (self.units == "auto" and source.scale != 1.0):
-                    values = values * np.float32(REFLECTANCE_FACTOR)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    if source.scale != 1.0 or source.offset != 0.0:
+                        values = values * np.float32(source.scale) + np.float32(source.offset)
+                    if self.units == "reflectance" or (self.units == "auto" and source.scale != 1.0):
+                        values = values * np.float32(REFLECTANCE_FACTOR)
+                bad |= ~np.isfinite(values)
                 if bad.any():
                     good = ~bad
                     values[bad] = values[good].mean() if good.any() else 0.0

@@ -222,11 +222,11 @@ def test_corrupt_geotiff(tmp_path: Path, ben_root: Path, fake_encoder: str) -> N
 def test_checkpoint_with_wrong_shapes(tmp_path: Path, ben_root: Path) -> None:
     import yaml
 
-    from tests.test_models import TINY, _random_checkpoint
+    from tests.helpers import TINY, random_checkpoint
 
     config = tmp_path / "tiny.yaml"
     config.write_text(yaml.safe_dump(TINY))
-    sd = _random_checkpoint(TINY)
+    sd = random_checkpoint(TINY)
     sd["norm.weight"] = torch.ones(65)
     torch.save(sd, tmp_path / "bad.pt")
     result = run(

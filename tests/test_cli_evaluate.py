@@ -13,31 +13,7 @@ import pytest
 from rsir_cli.datasets import label_sets_for
 from rsir_cli.store import EmbeddingStore
 from tests.cli import assert_one_line_error, run
-
-
-def write_split(
-    root: Path,
-    model: str,
-    dataset: str,
-    split: str,
-    embeddings: np.ndarray,
-    labels: np.ndarray,
-    random_weights: bool = False,
-    overwrite: bool = False,
-) -> None:
-    """Write one complete store file directly (what `rsir embed` leaves behind)."""
-    writer = EmbeddingStore(root).writer(
-        model,
-        dataset,
-        split,
-        attrs={"random_weights": random_weights, "label_names": [f"l{i}" for i in range(labels.shape[1])]},
-        dim=embeddings.shape[1],
-        n_labels=labels.shape[1],
-        rows_expected=len(embeddings),
-        overwrite=overwrite,
-    )
-    writer.append(embeddings.astype(np.float32), [f"{split}-{i}" for i in range(len(embeddings))], labels)
-    writer.finish()
+from tests.helpers import write_split
 
 
 def clustered(rng: np.random.Generator, n: int, dim: int, n_labels: int, centres: np.ndarray):

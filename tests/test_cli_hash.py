@@ -11,7 +11,7 @@ import pytest
 from rsir_cli.hashing import hasher_from_codes, make_hasher, unpack
 from rsir_cli.store import EmbeddingStore
 from tests.cli import assert_one_line_error, run
-from tests.test_cli_evaluate import write_split
+from tests.helpers import write_split
 
 
 @pytest.fixture

@@ -16,29 +16,16 @@ from typer.testing import CliRunner
 from rsir_cli.cli.app import app
 from rsir_cli.store import EmbeddingStore
 from rsir_cli.stored_codes import hash_store
-
-VAL, TEST, DIM = 12, 300, 64
+from tests.helpers import (
+    DIM,
+    TEST,
+    assert_same_up_to_ties,
+    make_store,
+)
 
 
 def rsir(*args: str, env: dict[str, str] | None = None) -> Any:
     return CliRunner().invoke(app, list(args), env=env)
-
-
-def make_store(root: Path, seed: int = 0, dim: int = DIM, overwrite: bool = False) -> Path:
-    """A store of Gaussian embeddings (continuous: no float ties) with trivial-32 and binary codes."""
-    store = EmbeddingStore(root)
-    rng = np.random.default_rng(seed)
-    for split, n in (("val", VAL), ("test", TEST)):
-        writer = store.writer(
-            "m", "d", split, attrs={"label_names": ["a", "b"], "weights_sha256": f"w{seed}"}, dim=dim,
-            n_labels=2, rows_expected=n, overwrite=overwrite,
-        )  # fmt: skip
-        labels = rng.integers(0, 2, (n, 2)).astype(np.uint8)
-        writer.append(rng.standard_normal((n, dim)).astype(np.float32), [f"{split}_{i}" for i in range(n)], labels)
-        writer.finish()
-    hash_store(store, "trivial", 32, [None])
-    hash_store(store, "binary", None, [None])
-    return root
 
 
 @pytest.fixture
@@ -73,21 +60,6 @@ def one_error_line(result: Any, exit_code: int = 1) -> str:
     assert len(errors) == 1 and "Traceback" not in result.output, result.output
     assert "unexpected" not in errors[0], result.output
     return errors[0]
-
-
-def assert_same_up_to_ties(exact: list[dict], found: list[dict]) -> None:
-    """Equal distances rank by rank; equal ids wherever a distance is unique, and ties in row order."""
-    assert [m["distance"] for m in found] == [m["distance"] for m in exact]
-    assert [m["rank"] for m in found] == list(range(1, len(exact) + 1))
-    distances = [m["distance"] for m in exact]
-    kth = distances[-1]
-    for mine, truth in zip(found, exact, strict=True):
-        if distances.count(truth["distance"]) == 1 and truth["distance"] != kth:
-            assert (mine["id"], mine["row"]) == (truth["id"], truth["row"])
-    below = sorted(m["row"] for m in exact if m["distance"] < kth)
-    assert sorted(m["row"] for m in found if m["distance"] < kth) == below
-    rows = [(m["distance"], m["row"]) for m in found]
-    assert rows == sorted(rows)
 
 
 @pytest.mark.slow

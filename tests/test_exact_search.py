@@ -9,36 +9,7 @@ from rsir_cli.errors import UsageError
 from rsir_cli.search import torch_tiles
 from rsir_cli.search.base import DISTANCES
 from rsir_cli.search.exact import KERNEL_DISTANCES, STRATEGIES, ExactIndex, exact_search
-
-
-def brute_force(distances: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Top-k of a full (Q, N) float64 distance matrix: sort by distance, then by row (numpy lexsort)."""
-    n = distances.shape[1]
-    rows = np.broadcast_to(np.arange(n), distances.shape)
-    order = np.lexsort((rows, distances), axis=1)[:, :k]
-    indices = np.full((distances.shape[0], k), -1, dtype=np.int64)
-    values = np.full((distances.shape[0], k), np.inf)
-    indices[:, : order.shape[1]] = order
-    values[:, : order.shape[1]] = np.take_along_axis(distances, order, axis=1)
-    return indices, values
-
-
-def reference_distances(distance: str, queries: np.ndarray, database: np.ndarray) -> np.ndarray:
-    """Distances in float64 straight from their definitions (no shared code with the engine)."""
-    if distance == "hamming":
-        q = np.unpackbits(queries, axis=1)[:, None, :]
-        x = np.unpackbits(database, axis=1)[None, :, :]
-        return (q != x).sum(axis=2).astype(np.float64)
-    q = queries.astype(np.float64)[:, None, :]
-    x = database.astype(np.float64)[None, :, :]
-    if distance == "l1":
-        return np.abs(q - x).sum(axis=2)
-    if distance == "l2":
-        return np.sqrt(((q - x) ** 2).sum(axis=2))
-    if distance == "dot":
-        return -(q * x).sum(axis=2)
-    cos = (q * x).sum(axis=2) / (np.linalg.norm(q, axis=2) * np.linalg.norm(x, axis=2))
-    return 1.0 - cos
+from tests.helpers import brute_force, reference_distances
 
 
 def tie_heavy_data(distance: str, n: int, q: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from rsir_cli.search import exact, kernels
-from tests.test_exact_search import brute_force, reference_distances
+from tests.helpers import brute_force, reference_distances
 
 
 def l1_float32_reference(queries: np.ndarray, database: np.ndarray) -> np.ndarray:
@@ -164,7 +164,7 @@ def test_portable_build_without_avx2_equals_brute_force(tmp_path: os.PathLike) -
         import json, sys
         import numpy as np
         from rsir_cli.search import kernels
-        from tests.test_exact_search import brute_force, reference_distances
+        from tests.helpers import brute_force, reference_distances
         from tests.test_kernels import l1_float32_reference
         before = kernels.will_compile("l1"), kernels.will_compile("hamming")
         rng = np.random.default_rng(4)

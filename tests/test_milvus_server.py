@@ -52,7 +52,7 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 def test_server_index_then_search_equals_the_exact_engine(session: dict[str, Any]) -> None:
     import numpy as np
 
-    from tests.test_cli_index import TEST, assert_same_up_to_ties
+    from tests.helpers import TEST, assert_same_up_to_ties
 
     for kind in ("float", "trivial", "binary"):
         made = session["index"][kind]
@@ -69,7 +69,7 @@ def test_server_index_then_search_equals_the_exact_engine(session: dict[str, Any
 
 
 def test_server_builds_bin_ivf_flat_and_hnsw(session: dict[str, Any]) -> None:
-    from tests.test_cli_index import assert_same_up_to_ties
+    from tests.helpers import assert_same_up_to_ties
 
     ivf = session["index"]["trivial_ivf"]
     assert (ivf["state"], ivf["index_type"], ivf["index_params"], ivf["search_params"]) == (
@@ -127,7 +127,7 @@ def _session(work: Path) -> int:
     from rsir_cli.cli.app import app
     from rsir_cli.errors import BackendError
     from rsir_cli.search import milvus
-    from tests.test_cli_index import make_store
+    from tests.helpers import make_store
 
     assert os.environ["RSIR_MILVUS_URI"] == "http://127.0.0.1:19530" and os.environ["RSIR_MILVUS_TOKEN"]
     store = make_store(work / "store")

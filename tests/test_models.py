@@ -15,63 +15,7 @@ from rsir_cli.errors import UsageError, WeightsError
 from rsir_cli.models import build_encoder, get_model_config
 from rsir_cli.models.registry import ModelConfig
 from tests import fakedata
-
-TINY = {
-    "name": "tiny-prithvi",
-    "description": "test",
-    "architecture": "prithvi_vit",
-    "bands": ["B02", "B03", "B04", "B8A", "B11", "B12"],
-    "mean": [0.0] * 6,
-    "std": [1.0] * 6,
-    "input_size": 32,
-    "pooling": "mean_patch",
-    "embed_dim": 64,
-    "depth": 2,
-    "num_heads": 4,
-    "patch_size": 8,
-    "norm_eps": 1e-6,
-}
-
-
-def _random_checkpoint(cfg: dict, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Encoder weights in the 2023 layout, plus decoder keys and a 3-frame pos_embed to be dropped."""
-    g = torch.Generator().manual_seed(seed)
-    d, p, c = cfg["embed_dim"], cfg["patch_size"], len(cfg["bands"])
-    hidden = int(d * 4)
-
-    def r(*shape: int, scale: float = 0.2) -> torch.Tensor:
-        return torch.randn(*shape, generator=g) * scale
-
-    sd = {
-        "patch_embed.proj.weight": r(d, c, 1, p, p, scale=0.05),
-        "patch_embed.proj.bias": r(d),
-        "cls_token": r(1, 1, d),
-        "pos_embed": r(1, 1 + 3 * (cfg["input_size"] // p) ** 2, d),  # junk: must be recomputed
-        "norm.weight": 1 + r(d),
-        "norm.bias": r(d),
-        "mask_token": r(1, 1, 32),
-        "decoder_embed.weight": r(32, d),
-        "decoder_pos_embed": r(1, 5, 32),
-        "decoder_blocks.0.norm1.weight": r(32),
-    }
-    for i in range(cfg["depth"]):
-        sd.update(
-            {
-                f"blocks.{i}.norm1.weight": 1 + r(d),
-                f"blocks.{i}.norm1.bias": r(d),
-                f"blocks.{i}.attn.qkv.weight": r(3 * d, d, scale=0.1),
-                f"blocks.{i}.attn.qkv.bias": r(3 * d),
-                f"blocks.{i}.attn.proj.weight": r(d, d, scale=0.1),
-                f"blocks.{i}.attn.proj.bias": r(d),
-                f"blocks.{i}.norm2.weight": 1 + r(d),
-                f"blocks.{i}.norm2.bias": r(d),
-                f"blocks.{i}.mlp.fc1.weight": r(hidden, d, scale=0.1),
-                f"blocks.{i}.mlp.fc1.bias": r(hidden),
-                f"blocks.{i}.mlp.fc2.weight": r(d, hidden, scale=0.1),
-                f"blocks.{i}.mlp.fc2.bias": r(d),
-            }
-        )
-    return sd
+from tests.helpers import TINY, random_checkpoint
 
 
 def _to_2024_layout(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -138,7 +82,7 @@ def reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, cfg: dict) -
 
 @pytest.mark.parametrize("layout", ["2023", "2024"])
 def test_prithvi_forward_equals_reference_for_both_checkpoint_layouts(tmp_path: Path, layout: str) -> None:
-    sd = _random_checkpoint(TINY)
+    sd = random_checkpoint(TINY)
     path = tmp_path / f"ckpt-{layout}.pt"
     torch.save(sd if layout == "2023" else _to_2024_layout(sd), path)
     encoder = build_encoder(ModelConfig.from_dict(TINY), weights=path)
@@ -152,7 +96,7 @@ def test_prithvi_forward_equals_reference_for_both_checkpoint_layouts(tmp_path: 
 
 
 def test_checkpoint_with_wrong_shape_names_the_key(tmp_path: Path) -> None:
-    sd = _random_checkpoint(TINY)
+    sd = random_checkpoint(TINY)
     sd["blocks.1.mlp.fc1.weight"] = torch.zeros(10, 64)
     torch.save(sd, tmp_path / "bad.pt")
     with pytest.raises(WeightsError, match=r"blocks\.1\.mlp\.fc1\.weight.*shape \(10, 64\)"):
@@ -160,12 +104,12 @@ def test_checkpoint_with_wrong_shape_names_the_key(tmp_path: Path) -> None:
 
 
 def test_checkpoint_missing_or_unexpected_encoder_keys_are_named(tmp_path: Path) -> None:
-    sd = _random_checkpoint(TINY)
+    sd = random_checkpoint(TINY)
     del sd["blocks.0.attn.proj.bias"]
     torch.save(sd, tmp_path / "missing.pt")
     with pytest.raises(WeightsError, match=r"lacks encoder weight 'blocks\.0\.attn\.proj\.bias'"):
         build_encoder(ModelConfig.from_dict(TINY), weights=tmp_path / "missing.pt")
-    sd = _random_checkpoint(TINY)
+    sd = random_checkpoint(TINY)
     sd["blocks.2.norm1.weight"] = torch.ones(64)  # a third block the model does not have
     torch.save(_to_2024_layout(sd), tmp_path / "extra.pt")
     with pytest.raises(WeightsError, match=r"unexpected encoder weight 'blocks\.2\.norm1\.weight'"):
@@ -197,7 +141,7 @@ def test_a_pickled_custom_class_is_refused_in_one_line_without_torchs_advice(tmp
     from tests.cli import assert_one_line_error, run
 
     path = tmp_path / "custom.pt"
-    torch.save({"model": _random_checkpoint(TINY), "head": CustomHead()}, path)
+    torch.save({"model": random_checkpoint(TINY), "head": CustomHead()}, path)
     with pytest.raises(WeightsError) as refused:
         build_encoder(ModelConfig.from_dict(TINY), weights=path)
     message = str(refused.value)
@@ -391,7 +335,7 @@ def test_building_from_a_checkpoint_imports_neither_timm_nor_torchvision(tmp_pat
     import subprocess
     import sys
 
-    sd = _random_checkpoint(TINY)
+    sd = random_checkpoint(TINY)
     torch.save(_to_2024_layout(sd), tmp_path / "ckpt.pt")
     (tmp_path / "tiny.yaml").write_text(__import__("json").dumps(TINY))
     script = (
@@ -405,7 +349,7 @@ def test_building_from_a_checkpoint_imports_neither_timm_nor_torchvision(tmp_pat
 
 
 def test_checkpoint_tensors_are_assigned_as_float32_without_random_init(tmp_path: Path) -> None:
-    sd = {k: v.half() for k, v in _random_checkpoint(TINY).items()}
+    sd = {k: v.half() for k, v in random_checkpoint(TINY).items()}
     torch.save(sd, tmp_path / "half.pt")
     encoder = build_encoder(ModelConfig.from_dict(TINY), weights=tmp_path / "half.pt")
     weight = encoder.module.blocks[1].mlp.fc2.weight

@@ -131,6 +131,14 @@ def test_nodata_is_masked_filled_with_the_valid_mean_and_counted(tmp_path: Path)
     _, invalid = open_raster(nan_path).read(PixelWindow(0, 0, 4, 4), ["B02"])
     assert invalid.sum() == 4
 
+    # One +inf pixel (and a -inf) is nodata as well: filled, counted, never fed to a model.
+    floats = np.full((1, 4, 4), 500.0, dtype=np.float32)
+    floats[0, 1, 1], floats[0, 2, 3] = np.inf, -np.inf
+    inf_path = write_raster(tmp_path / "inf.tif", floats, descriptions=["B02"])
+    image, invalid = open_raster(inf_path).read(PixelWindow(0, 0, 4, 4), ["B02"])
+    assert invalid.sum() == 2 and invalid[1, 1] and invalid[2, 3]
+    assert np.isfinite(image).all() and image[0, 1, 1] == 500.0
+
 
 def test_coarse_bands_are_resampled_bilinearly_from_the_same_ground(tmp_path: Path) -> None:
     """A 20 m band shifted by half a pixel (as in real Sentinel-2 files) holding a linear ramp:

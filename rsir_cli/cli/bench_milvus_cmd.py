@@ -163,11 +163,11 @@ def _cells(row: dict) -> list[str]:
 def _write_csv(path: Path, rows: list[dict]) -> None:
     import io
 
-    from rsir_cli.retrieval import write_atomic
+    from rsir_cli.fileio import write_output
 
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0].keys()) if rows else ["size"])
     writer.writeheader()
     writer.writerows(rows)
-    write_atomic(path, buffer.getvalue().encode())
+    write_output(path, buffer.getvalue())
     output.note(f"wrote {path}")

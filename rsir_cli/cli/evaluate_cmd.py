@@ -187,8 +187,12 @@ def _paper_table(data: dict[str, Any], metric: str) -> Any:
 
 
 def _write_csv(path: Path, results: list[dict[str, Any]]) -> None:
+    import io
+
+    from rsir_cli.fileio import write_output
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as handle:
+    with io.StringIO(newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(CSV_COLUMNS), extrasaction="ignore")
         writer.writeheader()
         for row in results:
@@ -209,3 +213,4 @@ def _write_csv(path: Path, results: list[dict[str, Any]]) -> None:
                     },
                 }
             )
+        write_output(path, handle.getvalue())  # whole or not at all

@@ -288,8 +288,5 @@ def _write_outputs(request: SearchRequest, outcome: SearchOutcome) -> None:
     if len(notes) > 5:
         outcome.notes.append(f"figure: ... and {len(notes) - 5} more")
     for path, data in writes:
-        try:
-            fileio.write_bytes(path, data)
-        except OSError as error:
-            raise UsageError(f"cannot write {path}: {error.strerror or error}") from None
+        fileio.write_output(path, data)
         outcome.written.append(path)
