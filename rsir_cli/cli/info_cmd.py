@@ -72,6 +72,7 @@ def info(
             ["model", "dataset", "split", "rows", "dim", "codes", "files", "state"],
             rows,
             numeric=("rows", "dim", "files"),
+            kinds={"dataset": "name", "split": "name"},
         )
     )
     for s in summaries:
@@ -89,7 +90,11 @@ def _show_models(json_output: bool) -> None:
     rows = [[c.name, ", ".join(c.read_bands), c.input_size, c.pooling, c.embed_dim, c.description] for c in configs]
     output.print_table(
         output.make_table(
-            "Models", ["model", "bands read", "input", "pooling", "dim", "description"], rows, numeric=("input", "dim")
+            "Models",
+            ["model", "bands read", "input", "pooling", "dim", "description"],
+            rows,
+            numeric=("input", "dim"),
+            kinds={"model": "name"},
         )
     )
 
@@ -112,4 +117,8 @@ def _show_datasets(json_output: bool) -> None:
         )
         return
     rows = [[d.name, ", ".join(d.splits), ", ".join(d.label_sets) or "-", d.description] for d in definitions]
-    output.print_table(output.make_table("Datasets", ["dataset", "splits", "label sets", "description"], rows))
+    output.print_table(
+        output.make_table(
+            "Datasets", ["dataset", "splits", "label sets", "description"], rows, kinds={"dataset": "name"}
+        )
+    )
