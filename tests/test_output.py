@@ -123,7 +123,9 @@ def test_evaluate_paper_table_is_one_table_per_dataset_when_too_wide(width: int)
 
 def test_evaluate_cli_at_80_columns(tmp_path: Path) -> None:
     store = labelled_store(tmp_path, models=MODELS)
-    result = run("evaluate", "--store", store, "--hash", "none,lsh", "--metric", "map", env={"COLUMNS": "80"})
+    result = run(
+        "evaluate", "--store", store, "--hash", "none,lsh", "--seeds", "1", "--metric", "map", env={"COLUMNS": "80"}
+    )
     assert result.exit_code == 0, result.output
     assert_fits(result.stdout, 80, [*MODELS, "BigEarthNet-43", "BigEarthNet-19"])
 
@@ -240,6 +242,24 @@ def test_info_and_hash_tables_of_a_store_fit(tmp_path: Path, width: int) -> None
     info = run("info", "--store", store, env=env)
     assert info.exit_code == 0, info.output
     assert_fits(info.stdout, width, [MODELS[0], "bigearthnet"])
+
+
+def test_embed_table_fits(tmp_path: Path, ben_root: Path, fake_encoder: str, width: int = 60) -> None:
+    args = ("embed", "-m", fake_encoder, "--random-weights", "-d", "bigearthnet", "--data-dir", ben_root)
+    result = run(*args, "--store", tmp_path / "store", "--workers", "0", env={"COLUMNS": str(width)})
+    assert result.exit_code == 0, result.output
+    assert_fits(result.stdout, width, [fake_encoder, "bigearthnet", "val", "test"])
+
+
+def test_index_table_fits(tmp_path: Path) -> None:
+    store = labelled_store(tmp_path, n=20)
+    uri = tmp_path / "a-folder-with-a-long-name-as-users-have" / "milvus.db"
+    uri.parent.mkdir()
+    result = run("index", "-m", MODELS[0], "-d", "bigearthnet", "--float", "--uri", uri, "--store", store,
+                 env={"COLUMNS": "60"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert_fits(result.stdout, 60, [str(uri.absolute()), "rsir_prithvi_eo2_300m_tl_bigearthnet_test_float_l2"])
+    assert re.search(r"^rows +20$", result.stdout, re.MULTILINE), "one name  value line per row"
 
 
 # ------------------------------------------------------------------------ the layout itself

@@ -76,7 +76,15 @@ def _longest_word(text: Text) -> int:
 
 
 def wrap_words(text: Text, width: int) -> list[Text]:
-    """``text`` wrapped to ``width`` cells between words; a word longer than ``width`` stays whole on its line."""
+    """Wrap ``text`` between words (Rich's own wrapping folds a word that is too long).
+
+    Args:
+        text: the text; its newlines are kept.
+        width: cells per line.
+
+    Returns:
+        The lines; a word longer than ``width`` stands whole on a line of its own.
+    """
     lines: list[Text] = []
     for line in text.split("\n", allow_blank=True):
         offsets, column = [], 0
@@ -89,6 +97,30 @@ def wrap_words(text: Text, width: int) -> list[Text]:
             piece.rstrip()
             lines.append(piece)
     return lines
+
+
+def _field(key: str, kind: str, cell: Text, key_width: int, width: int) -> Iterator[Text]:
+    """The lines of one ``key  value`` field of the block layout."""
+    indent = key_width + 2
+    inline = cell_len(key) <= key_width
+    room = max(1, width - (indent if inline else 2))
+    if kind == "labels":
+        cell = cell.copy()
+        cell.truncate(room, overflow="ellipsis")
+        lines = [cell]
+    elif kind in UNBREAKABLE:
+        lines = cell.split("\n", allow_blank=True)
+    else:
+        lines = wrap_words(cell, room)
+    longest = max(line.cell_len for line in lines)
+    if inline and indent + longest <= width:
+        for i, line in enumerate(lines):
+            yield Text.assemble(((key if i == 0 else "").ljust(indent), "bold"), line)
+        return
+    yield Text(key, style="bold")
+    pad = "  " if 2 + longest <= width else ""  # a value wider than that stands alone, unsplit
+    for line in lines:
+        yield Text.assemble(pad, line)
 
 
 class FittedTable:
@@ -200,38 +232,32 @@ class FittedTable:
         return tables
 
     def _records(self, width: int) -> Iterator[Text]:
-        """One block per row: a ``column  value`` line per cell (see the module docstring)."""
-        key_width = min(RECORD_KEY_MAX, max((cell_len(h) for h in self.headers), default=0))
-        indent = key_width + 2
-        for number, row in enumerate(self.rows):
-            if number:
+        """One block per row: a ``column  value`` line per cell (see the module docstring).
+
+        A two-column table whose first column has no name is a list of (name, value) rows already:
+        each row becomes one ``name  value`` line.
+        """
+        if len(self.headers) == 2 and not self.headers[0]:
+            fields = [[(row[0].plain, self.kinds[1], row[1])] for row in self.rows]
+        else:
+            fields = [list(zip(self.headers, self.kinds, row, strict=True)) for row in self.rows]
+        key_width = min(RECORD_KEY_MAX, max((cell_len(key) for block in fields for key, _, _ in block), default=0))
+        for number, block in enumerate(fields):
+            if number and len(block) > 1:
                 yield Text("")
-            for header, kind, cell in zip(self.headers, self.kinds, row, strict=True):
-                if not cell.plain:
-                    continue
-                inline = cell_len(header) <= key_width
-                if kind == "labels":
-                    room = width - (indent if inline else 2)
-                    cell = cell.copy()
-                    cell.truncate(max(1, room), overflow="ellipsis")
-                    lines = [cell]
-                elif kind in UNBREAKABLE:
-                    lines = cell.split("\n", allow_blank=True)
-                else:
-                    room = width - (indent if inline else 2)
-                    lines = wrap_words(cell, max(1, room))
-                longest = max(line.cell_len for line in lines)
-                if inline and indent + longest <= width:
-                    for i, line in enumerate(lines):
-                        yield Text.assemble(((header if i == 0 else "").ljust(indent), "bold"), line)
-                    continue
-                yield Text(header, style="bold")
-                pad = "  " if 2 + longest <= width else ""
-                for line in lines:
-                    yield Text.assemble(pad, line)
+            for key, kind, cell in block:
+                if cell.plain:
+                    yield from _field(key, kind, cell, key_width, width)
 
     def layout(self, width: int) -> list[RenderableType]:
-        """The renderables of the table at ``width`` cells: one table, several, or one block per row."""
+        """Choose the layout for ``width`` cells (see the module docstring).
+
+        Args:
+            width: the cells available per line.
+
+        Returns:
+            One Rich table, several (each with the key columns), or the lines of one block per row.
+        """
         columns = list(range(len(self.headers)))
         for style in (FRAMED, COMPACT):
             widths = self._widths(columns, style, width)
