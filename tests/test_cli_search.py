@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from rsir_cli import figures
 from rsir_cli.cli.app import app
 from rsir_cli.datasets import open_split
 from rsir_cli.store import EmbeddingStore
@@ -55,6 +56,13 @@ def _write_region(sentinel2_scene: Path, path: Path, rows: range, cols: range) -
         descriptions=list(CHIP_DESCRIPTIONS),
     )  # fmt: skip
     return left, top - 1200 * len(rows), left + 1200 * len(cols), top
+
+
+def _thumbnail(pixels: np.ndarray, row: int, column: int) -> np.ndarray:
+    """The thumbnail inside a panel's frame (see :func:`rsir_cli.figures.panel_origin`)."""
+    x, y = figures.panel_origin(row, column)
+    inner = slice(y + figures.FRAME, y + figures.FRAME + figures.THUMB)
+    return pixels[inner, x + figures.FRAME : x + figures.FRAME + figures.THUMB]
 
 
 def _ring_area(ring: list[list[float]]) -> float:
@@ -105,13 +113,14 @@ def test_a_chip_written_as_its_own_geotiff_finds_itself(
     assert collection["rsir"]["random_weights"] is True
 
     picture = Image.open(figure)
-    assert picture.format == "PNG" and picture.size == (14 + 6 * 138 + 5 * 10 + 12 + 14, 14 + 26 + 181 + 24 + 14)
+    assert picture.format == "PNG" and picture.size == figures.figure_size(1, 5)
     pixels = np.asarray(picture.convert("RGB"))
-    assert tuple(pixels[41, 14 + 138 + 10 + 12 + 1]) == (150, 150, 150)  # labels unknown: grey frame
-    thumb = pixels[45:173, 19:147]
+    x, y = figures.panel_origin(0, 1)
+    assert tuple(pixels[y + 1, x + 1]) == figures.COLOURS["unknown"]  # labels unknown: grey frame
+    thumb = _thumbnail(pixels, 0, 0)
     assert thumb.std() > 20  # a real image, not a placeholder
     # The match at rank 1 is the same chip: the same thumbnail.
-    np.testing.assert_array_equal(pixels[45:173, 179:307], thumb)
+    np.testing.assert_array_equal(_thumbnail(pixels, 0, 1), thumb)
     assert not list(tmp_path.glob(".*tmp"))
 
 
@@ -292,13 +301,15 @@ def test_labelled_archive_by_id_with_figure_frames(labelled_store: tuple[Path, P
     pixels = np.asarray(Image.open(figure).convert("RGB"))
     colours = {"forest": (215, 25, 28), "beach;water": (0, 158, 60), "water": (245, 140, 0), "urban": (215, 25, 28)}
     for rank, match in enumerate(found["matches"]):
-        x = 14 + 138 + 10 + 12 + rank * 148
-        assert tuple(pixels[41, x + 1]) == colours[";".join(match["labels"])], match
+        x, y = figures.panel_origin(0, rank + 1)
+        assert tuple(pixels[y + 1, x + 1]) == colours[";".join(match["labels"])], match
     # Data moved away: placeholders, and a note that says so.
     (tmp_path / "chips").rename(tmp_path / "moved")
     result = run("--id", "c1", "--store", str(store), "--k", "2", "--figure", str(figure))
     assert result.exit_code == 0 and "placeholders" in result.output
-    assert tuple(np.asarray(Image.open(figure).convert("RGB"))[60, 179 + 120]) == (225, 225, 225)
+    x, y = figures.panel_origin(0, 1)
+    placeholder = (y + figures.FRAME + 10, x + figures.FRAME + figures.THUMB - 8)  # clear of its text
+    assert tuple(np.asarray(Image.open(figure).convert("RGB"))[placeholder]) == (225, 225, 225)
 
 
 def test_query_weights_must_be_the_stores(labelled_store: tuple[Path, Path], tmp_path: Path) -> None:
@@ -375,9 +386,9 @@ def test_bigearthnet_by_id_looks_in_val_then_test_and_draws_thumbnails(
         shared = set(match["labels"]) & set(found["labels"])
         key = "same" if set(match["labels"]) == set(found["labels"]) else "some" if shared else "none"
         frame = {"same": (0, 158, 60), "some": (245, 140, 0), "none": (215, 25, 28)}[key]
-        x = 14 + 138 + 10 + 12 + rank * 148
-        assert tuple(pixels[41, x + 1]) == frame
-        assert pixels[45:173, x + 5 : x + 133].std() > 5  # read from the patch folders, not a placeholder
+        x, y = figures.panel_origin(0, rank + 1)
+        assert tuple(pixels[y + 1, x + 1]) == frame
+        assert _thumbnail(pixels, 0, rank + 1).std() > 5  # read from the patch folders, not a placeholder
 
 
 @pytest.mark.slow

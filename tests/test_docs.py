@@ -53,3 +53,24 @@ def test_usage_errors_exit_2_and_user_errors_exit_1(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", "--store", str(tmp_path / "empty")])
     assert result.exit_code in (0, 1)  # an empty store: a clear note or a clear error, never a traceback
     assert "Traceback" not in result.output
+
+
+def _placeholders(name: str) -> set[str]:
+    """The ``<...>`` placeholders written in a command's docstring and option help (backticks aside)."""
+    command = get_command(app).commands[name]  # type: ignore[attr-defined]
+    texts = [command.help or "", *(getattr(param, "help", None) or "" for param in command.params)]
+    return {" ".join(found.split()) for text in texts for found in re.findall(r"<[^<>]+>", text.replace("`", ""))}
+
+
+def test_help_texts_have_placeholders_to_check() -> None:
+    assert "<store>" in _placeholders("index") and "<dataset>" in _placeholders("embed")
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_shows_angle_bracket_placeholders(name: str) -> None:
+    # Markdown help takes <store> for an HTML tag and drops it ("default /milvus.db").
+    result = runner.invoke(app, [name, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    shown = " ".join(result.output.replace("│", " ").split())
+    for placeholder in _placeholders(name):
+        assert placeholder in shown, f"rsir {name} --help drops {placeholder}"

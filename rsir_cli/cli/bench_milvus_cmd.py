@@ -133,7 +133,8 @@ def bench_milvus(
         f"bench-milvus: {settings['milvus']}, {settings['queries']} queries, top {settings['k']}"
         f"{' -- SEEDED synthetic vectors' if data.seeded else ''}"
     )
-    table = output.make_table(title, COLUMNS, rows, numeric=NUMERIC)
+    kinds = {"vectors": "name", "index": "name"}
+    table = output.make_table(title, COLUMNS, rows, numeric=NUMERIC, kinds=kinds, keys=("size", "vectors", "index"))
     fallbacks = sorted({row["note"] for row in document["rows"] if row["engine"] == "milvus" and row["note"]})
     caption = [
         f"data: {settings['data']}",

@@ -53,7 +53,7 @@ def download(
 ) -> None:
     """Download a dataset or a model's weights, verify them and put them where `rsir embed` looks.
 
-    Datasets go to <RSIR_DATA or ./rsir-data>/<name> (or --data-dir): the archive is kept in .downloads/ and extracted beside it, and a .rsir-complete.json marker is written last.
+    Datasets go to `<RSIR_DATA or ./rsir-data>/<name>` (or --data-dir): the archive is kept in .downloads/ and extracted beside it, and a .rsir-complete.json marker is written last.
 
     Weights go to the Hugging Face cache (HF_HUB_OFFLINE=1 is honoured) or the rsir cache, with their sha256 recorded for `rsir embed`.
 
@@ -105,7 +105,8 @@ def download(
         ]
         columns = ["file", "status", "size", "sha256", "destination", "verified by"]
         title = f"{result.name}: {result.status} in {result.destination}"
-    table = output.make_table(title, columns, rows, numeric=("size",))
+    kinds = {"file": "name", "url": "url", "destination": "path", "sha256": "id"}
+    table = output.make_table(title, columns, rows, numeric=("size",), kinds=kinds)
     if result.status == "dry run" and result.disk_needed is not None:
         table.caption = f"disk needed: {size(result.disk_needed)}; free: {size(result.disk_free)}"
     output.print_table(table)

@@ -175,6 +175,7 @@ def embed(
             ["model", "dataset", "split", "rows", "new", "img/s", "device"],
             rows,
             numeric=("rows", "new", "img/s"),
+            kinds={"model": "name", "dataset": "name", "split": "name", "device": "name"},
         )
     )
     if all(r.state == "up to date" for r in outcome.results):

@@ -162,10 +162,12 @@ def _paper_table(data: dict[str, Any], metric: str) -> Any:
     """The paper's layout: model x method rows, dataset label-set columns, and a Mean column."""
     cells = data["results"]
     columns: list[str] = []
+    datasets: dict[str, str] = {}  # column -> its dataset
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     for cell in cells:
         if cell["column"] not in columns:
             columns.append(cell["column"])
+            datasets[cell["column"]] = cell["dataset"]
         rows.setdefault((cell["model"], cell["title"]), {})[cell["column"]] = cell
     table_rows = []
     previous_model = None
@@ -183,7 +185,12 @@ def _paper_table(data: dict[str, Any], metric: str) -> Any:
         values.append(f"{sum(means) / len(means):.2f}" if means else "-")
         table_rows.append([model_cell, title, *values])
     title = METRICS[metric].format(k=data["k"]) + f" x100, match {data['match']} (queries val, database test)"
-    return output.make_table(title, ["model", "method", *columns, "Mean"], table_rows, numeric=(*columns, "Mean"))
+    # Too wide for the terminal: one table per dataset (its label sets together), model and method repeated.
+    groups = [[c for c in columns if datasets[c] == d] for d in dict.fromkeys(datasets.values())]
+    return output.make_table(
+        title, ["model", "method", *columns, "Mean"], table_rows, numeric=(*columns, "Mean"),
+        kinds={"method": "name"}, keys=("model", "method"), groups=groups,
+    )  # fmt: skip
 
 
 def _write_csv(path: Path, results: list[dict[str, Any]]) -> None:

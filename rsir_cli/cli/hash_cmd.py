@@ -77,7 +77,11 @@ def hash_embeddings(
     ]
     output.print_table(
         output.make_table(
-            f"Codes in {store}", ["model", "dataset", "split", "code", "rows", "state"], rows, numeric=("rows",)
+            f"Codes in {store}",
+            ["model", "dataset", "split", "code", "rows", "state"],
+            rows,
+            numeric=("rows",),
+            kinds={"model": "name", "dataset": "name", "split": "name", "code": "name"},
         )
     )
     if results and all(r.state == "exists" for r in results):

@@ -59,7 +59,7 @@ def index(
     rsir_prithvi_bigearthnet_test_trivial_32); its primary key is the store row
     and it keeps the sample ids. Running the same command again does nothing
     when the store has not changed; --drop rebuilds. --uri picks Milvus: a .db
-    file is Milvus Lite (default <store>/milvus.db), http(s)://host:port a
+    file is Milvus Lite (default `<store>/milvus.db`), http(s)://host:port a
     server or cluster (with --token or RSIR_MILVUS_TOKEN; never printed).
 
     Examples:
@@ -115,5 +115,7 @@ def index(
         ["insert / index", f"{result.insert_seconds:.1f} s / {result.index_seconds:.1f} s"],
     ]
     output.print_table(
-        output.make_table(f"Indexed {database.model} / {database.dataset} / {split}", ["", "value"], rows)
+        output.make_table(
+            f"Indexed {database.model} / {database.dataset} / {split}", ["", "value"], rows, kinds={"": "name"}
+        )
     )

@@ -93,6 +93,7 @@ def info(
             ["model", "dataset", "split", "rows", "dim", "codes", "files", "state"],
             rows,
             numeric=("rows", "dim", "files"),
+            kinds={"dataset": "name", "split": "name"},
         )
     )
     for s in summaries:
@@ -130,6 +131,7 @@ def _show_models(json_output: bool) -> None:
             ["model", "bands", "dim", "input", "pooling", "extra", "weights"],
             rows,
             numeric=("dim", "input"),
+            kinds={"model": "name", "weights": "path"},
         )
     )
 
@@ -167,7 +169,11 @@ def _show_datasets(json_output: bool) -> None:
         )
         return
     rows = [[d.name, ", ".join(d.splits), ", ".join(d.label_sets) or "-", d.description] for d in definitions]
-    output.print_table(output.make_table("Datasets", ["dataset", "splits", "label sets", "description"], rows))
+    output.print_table(
+        output.make_table(
+            "Datasets", ["dataset", "splits", "label sets", "description"], rows, kinds={"dataset": "name"}
+        )
+    )
 
 
 def _show_ids(store: Any, model: str | None, dataset: str | None, split: str | None, json_output: bool) -> None:

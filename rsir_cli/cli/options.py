@@ -34,7 +34,7 @@ DataDirOption = Annotated[
     typer.Option(
         "--data-dir",
         envvar="RSIR_DATA_DIR",
-        help="Dataset root. Default: <RSIR_DATA or ./rsir-data>/<dataset>, where `rsir download` puts it.",
+        help="Dataset root. Default: `<RSIR_DATA or ./rsir-data>/<dataset>`, where `rsir download` puts it.",
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout (for scripts).")]
@@ -56,7 +56,7 @@ UriOption = Annotated[
     typer.Option(
         "--uri",
         envvar="RSIR_MILVUS_URI",
-        help="Milvus URI: a local .db file means Milvus Lite (default <store>/milvus.db); "
+        help="Milvus URI: a local .db file means Milvus Lite (default `<store>/milvus.db`); "
         "http(s)://host:port a Milvus server or cluster.",
     ),
 ]

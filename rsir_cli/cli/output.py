@@ -6,7 +6,7 @@ import json
 import logging
 import math
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -26,6 +26,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from rsir_cli.cli.tables import FittedTable
 from rsir_cli.progress import NULL_PROGRESS, ProgressTask
 
 stdout = Console(soft_wrap=True)
@@ -99,18 +100,38 @@ def print_json(data: Any) -> None:
 
 
 def make_table(
-    title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, numeric: Sequence[str] = ()
-) -> Table:
-    """A plain result table; the ``numeric`` columns are right-aligned."""
-    table = Table(title=title, title_justify="left", header_style="bold")
-    for column in columns:
-        table.add_column(column, justify="right" if column in numeric else "left", overflow="fold")
-    for row in rows:
-        table.add_row(*(cell if isinstance(cell, Text) else Text(str(cell)) for cell in row))
-    return table
+    title: str | None,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    numeric: Sequence[str] = (),
+    kinds: Mapping[str, str] | None = None,
+    keys: Sequence[str] = (),
+    groups: Sequence[Sequence[str]] = (),
+) -> FittedTable:
+    """A result table that fits the width it is printed at (see :mod:`rsir_cli.cli.tables`).
+
+    Args:
+        title: printed above the table, wrapped between words.
+        columns: the column names, in order.
+        rows: one sequence of cells (str, Rich ``Text`` or anything ``str()`` can show) per row.
+        numeric: columns of kind ``number`` (right-aligned, never wrapped).
+        kinds: column name -> ``id``, ``name``, ``url``, ``path``, ``number``, ``labels`` or ``text``
+            (the default): ids, names, URLs, paths and numbers are never split, labels are shortened
+            with an ellipsis, text wraps between words.
+        keys: columns repeated in every part when a wide table is split into several.
+        groups: columns kept together in one part when a table is split (e.g. one dataset's label sets).
+
+    Returns:
+        The table; set ``.caption`` on it for a line below, and print it with :func:`print_table`.
+    """
+    column_kinds = {name: "number" for name in numeric}
+    column_kinds.update(kinds or {})
+    return FittedTable(title, columns, rows, column_kinds, keys=keys, groups=groups)
 
 
-def print_table(table: Table) -> None:
+def print_table(table: FittedTable | Table) -> None:
+    """Print a result table on stdout."""
     stdout.print(table)
 
 
@@ -170,25 +191,89 @@ class RichProgress:
         return _RichTask(self._progress, task_id)
 
 
+class _EtaColumn(ProgressColumn):
+    """``ETA 0:01:23``: the time remaining, with its label (one column, so they give way together)."""
+
+    max_refresh = 0.5  # as Rich's own remaining-time column: no jitter
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._remaining = TimeRemainingColumn()
+
+    def render(self, task: Task) -> Text:
+        remaining = self._remaining.render(task)
+        return Text.assemble("ETA ", remaining) if remaining.plain else remaining
+
+
+BAR_MIN, BAR_MAX = 10, 40  # cells of the bar itself
+
+
+class FittingProgress(Progress):
+    """Progress bars that fit the terminal: the least useful columns give way first.
+
+    Descriptions and counts stay whole; then, as room runs out, the elapsed time, the rate, the
+    percentage and the ETA are left out in that order, and the bar narrows to ``BAR_MIN`` cells.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self.screen = console  # Rich's Live asks for the table before ``self.console`` exists
+        self.bar = BarColumn(bar_width=BAR_MAX)
+        self.spinner, self.description = SpinnerColumn(), TextColumn("{task.description}", markup=False)
+        self.percent, self.count, self.rate = TaskProgressColumn(), _CountColumn(), _RateColumn()
+        self.elapsed, self.eta = TimeElapsedColumn(), _EtaColumn()
+        columns = (
+            self.spinner,
+            self.description,
+            self.bar,
+            self.percent,
+            self.count,
+            self.rate,
+            self.elapsed,
+            self.eta,
+        )
+        super().__init__(*columns, console=console, transient=False, refresh_per_second=4)
+
+    def make_tasks_table(self, tasks: Iterable[Task]) -> Table:
+        """The rows of the visible tasks, with the columns that fit the console's width."""
+        shown = [task for task in tasks if task.visible]
+        cells = {column: [column(task) for task in shown] for column in self.columns if column is not self.bar}
+        widths = {
+            column: max((self.screen.measure(cell).maximum for cell in rendered), default=0)
+            for column, rendered in cells.items()
+        }
+        kept = [column for column in self.columns if column is self.bar or widths[column] > 0]
+
+        def needed() -> int:  # the cells of everything but the bar, and one space between columns
+            return sum(widths[c] for c in kept if c is not self.bar) + len(kept) - 1
+
+        room = self.screen.width
+        for column in (self.elapsed, self.rate, self.percent, self.eta):
+            if needed() + BAR_MIN <= room:
+                break
+            if column in kept:
+                kept.remove(column)
+        if needed() + BAR_MIN > room:  # a description too long for any terminal: shorten only it
+            widths[self.description] = max(8, widths[self.description] - (needed() + BAR_MIN - room))
+        self.bar.bar_width = max(BAR_MIN, min(BAR_MAX, room - needed()))
+        table = Table.grid(padding=(0, 1))
+        for column in kept:
+            if column is self.bar:
+                table.add_column(no_wrap=True)
+            else:
+                right = column in (self.percent, self.count)
+                table.add_column(
+                    width=widths[column], no_wrap=True, overflow="ellipsis", justify="right" if right else "left"
+                )
+        for i, task in enumerate(shown):
+            table.add_row(*(self.bar(task) if column is self.bar else cells[column][i] for column in kept))
+        return table
+
+
 @contextmanager
 def progress_bars() -> Iterator[Any]:
     """Yield a progress reporter that draws on stderr, or a silent one under -q or without a terminal."""
     if _quiet:
         yield NULL_PROGRESS
         return
-    progress = Progress(
-        SpinnerColumn(),
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        TaskProgressColumn(),
-        _CountColumn(),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=stderr,
-        transient=False,
-        refresh_per_second=4,
-    )
-    with progress:
+    with FittingProgress(stderr) as progress:
         yield RichProgress(progress)

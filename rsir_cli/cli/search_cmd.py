@@ -311,7 +311,8 @@ def _print_table(database: Any, results: list[Any], k: int) -> None:
         title += f" for {q.query.id}" + (f" [{'; '.join(q.labels)}]" if q.labels else "")
     if database.random_weights:
         title += " -- RANDOM WEIGHTS"
-    table = output.make_table(title, columns, rows, numeric=("rank", "distance"))
+    kinds = {"query": "id", "id": "id", "labels": "labels"}
+    table = output.make_table(title, columns, rows, numeric=("rank", "distance"), kinds=kinds)
     if database.random_weights:
         table.caption = Text(RANDOM_WEIGHTS_WARNING, style="bold magenta")
     output.print_table(table)
