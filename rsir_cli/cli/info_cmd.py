@@ -131,7 +131,7 @@ def _show_models(json_output: bool) -> None:
             ["model", "bands", "dim", "input", "pooling", "extra", "weights"],
             rows,
             numeric=("dim", "input"),
-            kinds={"model": "name", "weights": "path"},
+            kinds={"model": "name"},  # weights: "repo file", wrapped between the two
         )
     )
 
