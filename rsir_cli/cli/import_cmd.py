@@ -101,7 +101,6 @@ def import_embeddings(
         return
     state = Text(result.state, style={"up to date": "dim"}.get(result.state, "green"))
     columns = ["split", "state", "rows", "dim", "labels", "codes", "from"]
-    source = ", ".join(f"{role}: {name}" for role, name in result.columns.items() if name)
     row = [
         f"{result.model}/{result.dataset}/{result.split}",
         state,
@@ -109,10 +108,11 @@ def import_embeddings(
         str(result.dim),
         str(len(result.label_names)),
         ", ".join(result.codes) or "none",
-        f"{result.source.name} ({source})" if result.foreign else f"{result.source.name} (rsir export)",
+        f"{result.source.name} ({'another tool' if result.foreign else 'rsir export'})",
     ]
     output.print_table(output.make_table(f"Imported into {store}", columns, [row], numeric=("rows", "dim", "labels")))
     if result.foreign:
+        output.note("columns: " + ", ".join(f"{role} {name}" for role, name in result.columns.items() if name))
         output.note(
             "another tool's embeddings: hash, evaluate, search --id, index and bench-milvus work on them; "
             "rsir cannot embed a new tile like this model, so search by tile is refused"
