@@ -354,3 +354,48 @@ def test_a_bad_file_gets_one_line_and_writes_nothing(source: tuple[Path, dict], 
     assert_one_line_error(result, r"mixes lengths \(8 .*7 in row 'c4500'\)")
     assert segments_thrown_away == ["rows-0000000000-0000004096.h5"]  # the first block was committed
     assert _tree(root) == tree
+
+
+def test_labels_of_another_tools_file_take_the_order_rsir_knows(tmp_path: Path) -> None:
+    from rsir_cli.datasets.bigearthnet import LABELS_43
+
+    store = tmp_path / "store"
+    rng = np.random.default_rng(5)
+    boxes = [shapely.box(10 + i / 100, 47, 10.01 + i / 100, 47.01) for i in range(3)]
+    frame = geopandas.GeoDataFrame(
+        {"id": ["a", "b", "c"], "embedding": list(rng.standard_normal((3, 4))), "labels": [["Pastures"], [], ["Mixed forest", "Pastures"]]},
+        geometry=boxes, crs="EPSG:4326",
+    )  # fmt: skip
+    frame.to_parquet(tmp_path / "ben.parquet")
+    assert (
+        run("import", tmp_path / "ben.parquet", "-d", "bigearthnet", "--split", "test", "--store", store).exit_code == 0
+    )
+    data = EmbeddingStore(store).read("imported", "bigearthnet", "test")
+    assert data.label_names == list(LABELS_43)  # the official order: BigEarthNet-19 is derived by column
+    pastures, mixed = LABELS_43.index("Pastures"), LABELS_43.index("Mixed forest")
+    assert [sorted(np.flatnonzero(row)) for row in data.labels] == [[pastures], [], sorted([pastures, mixed])]
+
+    frame["labels"] = [["Pastures"], ["Glacier"], []]
+    frame["id"] = ["d", "e", "f"]
+    frame.to_parquet(tmp_path / "other.parquet")
+    tree = _tree(store)
+    refused = run("import", tmp_path / "other.parquet", "-d", "bigearthnet", "--split", "val", "--store", store)
+    assert_one_line_error(refused, r"labels 'Glacier' are not among the 43 labels of rsir's 'bigearthnet' dataset")
+    assert _tree(store) == tree
+    # Without a dataset rsir knows, the split already stored fixes the order of the next one.
+    frame["labels"] = [["water"], ["forest"], []]
+    frame.to_parquet(tmp_path / "mine_test.parquet")
+    frame["labels"] = [["water"], [], []]
+    frame.to_parquet(tmp_path / "mine_val.parquet")
+    for split in ("test", "val"):
+        assert (
+            run(
+                "import", tmp_path / f"mine_{split}.parquet", "-d", "mine", "--split", split, "--store", store
+            ).exit_code
+            == 0
+        )
+    assert EmbeddingStore(store).attrs("imported", "mine", "val")["label_names"] == ["forest", "water"]
+    frame["labels"] = [["urban"], [], []]
+    frame.to_parquet(tmp_path / "mine_more.parquet")
+    more = run("import", tmp_path / "mine_more.parquet", "-d", "mine", "--split", "more", "--store", store)
+    assert_one_line_error(more, r"has labels 'urban' that the store's '(test|val)' split of imported/mine lacks")

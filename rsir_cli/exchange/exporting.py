@@ -113,7 +113,8 @@ def current_code_tables(store: EmbeddingStore, model: str, dataset: str, split: 
             hasher.fit_source = store.content_digest(model, dataset, fit_on) if fit_on else ""
         if not is_current(codes, hasher, digest):
             states[name] = (
-                f"stale (made from other embeddings); refresh it with {_hash_hint(store, model, dataset, name)}"
+                "stale (made from other embeddings, or by another hasher version); refresh it with "
+                + _hash_hint(store, model, dataset, name)
             )
         else:
             states[name] = ""
@@ -218,7 +219,7 @@ def export_split(
     provenance[HASHERS_KEY] = {name: _hasher_record(store.read_codes(model, dataset, split, name)) for name in chosen}
     path.parent.mkdir(parents=True, exist_ok=True)
     with store.open_rows(model, dataset, split, codes=chosen) as rows:
-        table = _table(data, rows.embeddings, rows.codes)
+        table = _table(store, data, rows.embeddings, rows.codes)
         written = write_geoparquet(
             path,
             table,
@@ -243,7 +244,7 @@ def export_split(
     )
 
 
-def _table(data: SplitData, embeddings: Any, codes: dict[str, Any]) -> EmbeddingTable:
+def _table(store: EmbeddingStore, data: SplitData, embeddings: Any, codes: dict[str, Any]) -> EmbeddingTable:
     """The split as an :class:`EmbeddingTable` whose big arrays stay on disk."""
     footprints = data.footprints
     assert footprints is not None
@@ -251,7 +252,7 @@ def _table(data: SplitData, embeddings: Any, codes: dict[str, Any]) -> Embedding
         raise StoreError(
             f"{data.model}/{data.dataset}/{data.split} has {data.labels.shape[1]} label columns but names "
             f"{len(data.label_names)} labels (its label_names attribute); re-create it with "
-            + suggest.embed(data.model, data.dataset, data.split, overwrite=True)
+            + suggest.embed(data.model, data.dataset, data.split, store=store.root, overwrite=True)
         )
     native = any(footprints.crs) or bool(np.isfinite(footprints.bounds).any())
     return EmbeddingTable(

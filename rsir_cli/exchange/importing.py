@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -13,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rsir_cli.errors import ImportFormatError, StoreError
+from rsir_cli.errors import CorruptDataError, ImportFormatError, StoreError
 from rsir_cli.exchange.common import (
     FOREIGN_SPLIT,
     HASHERS_KEY,
@@ -147,8 +148,8 @@ def import_file(
             another tool's file (None: guessed, see :mod:`rsir_cli.geoparquet_read`).
         geometry_crs: the geometry's CRS where the file does not say (e.g. ``EPSG:4326``).
         overwrite: replace a split the store holds with other content (or an unfinished run).
-        option_names: how messages name the options, by role (``embedding``, ``geometry``, ...,
-            ``model``, ``dataset``, ``overwrite``); the CLI passes its own flags.
+        option_names: how the reader's messages name the column options, by role (``id``,
+            ``embedding``, ``geometry``, ``labels``, ``date``, ``geometry_crs``); the CLI passes its flags.
         progress: reports rows read.
 
     Returns:
@@ -196,15 +197,15 @@ def _plan(
     store: EmbeddingStore, info: GeoParquetInfo, model: str | None, dataset: str | None, split: str | None
 ) -> _Plan:
     """Names, attributes, label order and code tables of an import, checked before anything is read."""
-    import json
-
     path = info.path
     if info.rows == 0:
         raise ImportFormatError(f"{path.name} has no rows; nothing to import")
     hashers: dict[str, tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]] = {}
     if info.rsir is not None:  # rsir's own file
         version = info.rsir.get("format_version")
-        if not isinstance(version, int) or version > RSIR_FORMAT_VERSION:
+        if not isinstance(version, int):
+            raise CorruptDataError(f"{path.name}: its rsir metadata has no format_version; it is damaged")
+        if version > RSIR_FORMAT_VERSION:
             raise ImportFormatError(
                 f"{path.name} was written by a newer rsir (file format version {version}); this rsir reads version "
                 f"{RSIR_FORMAT_VERSION}: upgrade rsir to import it"
@@ -263,8 +264,6 @@ def _plan(
 def _hasher_from_record(
     path: Path, name: str, record: Any
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, Any]]:
-    from rsir_cli.errors import CorruptDataError
-
     try:
         table = {k: v for k, v in dict(record["table"]).items() if k not in ("created", "rows", "content_digest")}
         arrays = {key: decode_array(value) for key, value in dict(record["hasher"]).items()}
