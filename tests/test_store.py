@@ -355,3 +355,37 @@ def test_an_abandoned_run_leaves_nothing_and_keeps_the_complete_file(tmp_path: P
     writer.append(*_batch(0, 4))
     writer.abandon()
     assert _tree(tmp_path) == {"m", "m/d", "m/d/val.h5"} and (tmp_path / "m" / "d" / "val.h5").read_bytes() == before
+
+
+def test_open_rows_reads_the_rows_asked_for_across_shards_and_code_tables(tmp_path: Path) -> None:
+    store = EmbeddingStore(tmp_path)
+    total = 11
+    for index in (1, 2, 3):
+        shard = Shard(index, 3)
+        start, stop = shard.bounds(total)
+        with store.writer(
+            "m", "d", "test", attrs=ATTRS, dim=8, n_labels=3, rows_expected=stop - start, shard=shard
+        ) as w:
+            w.append(*_batch(start, stop - start))
+            w.finish()
+    bits = np.arange(total * 2, dtype=np.uint8).reshape(total, 2)
+    store.write_codes("m", "d", "test", "trivial-16", bits, attrs={"n_bits": 16}, hasher={}, hasher_attrs={})
+    truth = _batch(0, total)[0]
+    with store.open_rows("m", "d", "test", codes=["trivial-16"]) as rows:
+        assert (
+            rows.embeddings.shape == (total, 8)
+            and rows.embeddings.dtype == np.float32
+            and len(rows.embeddings) == total
+        )
+        for index in ([7, 1, 9, 1], [0, 3, 4, 10], list(range(total)), []):
+            np.testing.assert_array_equal(rows.embeddings[np.array(index, dtype=np.int64)], truth[index])
+            np.testing.assert_array_equal(rows.codes["trivial-16"][np.array(index, dtype=np.int64)], bits[index])
+        np.testing.assert_array_equal(rows.embeddings[2:9], truth[2:9])  # a slice over all three shards
+        with pytest.raises(IndexError):
+            rows.embeddings[np.array([total])]
+    with pytest.raises(StoreError, match="no codes named 'lsh-8-s1'"):
+        with store.open_rows("m", "d", "test", codes=["lsh-8-s1"]):
+            pass
+    _legacy_file(tmp_path / "m" / "d" / "val.h5", rows=10, committed=10, complete=True)  # chunked, schema 1
+    with store.open_rows("m", "d", "val") as rows:
+        np.testing.assert_array_equal(rows.embeddings[np.array([9, 0, 4])], _batch(0, 10)[0][[9, 0, 4]])

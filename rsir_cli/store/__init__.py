@@ -24,7 +24,8 @@ import datetime as dt
 import logging
 import os
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,6 +70,7 @@ __all__ = [
     "EmbeddingStore",
     "Shard",
     "SplitData",
+    "SplitRows",
     "SplitSummary",
     "SplitWriter",
 ]
@@ -97,6 +99,14 @@ class SplitData:
     @property
     def label_names(self) -> list[str]:
         return list(self.attrs.get("label_names") or [])
+
+
+@dataclass
+class SplitRows:
+    """A split's big arrays as rows on disk (:meth:`EmbeddingStore.open_rows`)."""
+
+    embeddings: hdf5.OnDiskRows  # (N, D) float32
+    codes: dict[str, hdf5.OnDiskRows]  # name -> (N, bits / 8) uint8, packed
 
 
 @dataclass
@@ -456,6 +466,32 @@ class EmbeddingStore:
             dates=[d for part in parts for d in part["dates"]],
             files=files,
         )
+
+    @contextmanager
+    def open_rows(self, model: str, dataset: str, split: str, *, codes: Sequence[str] = ()) -> Iterator[SplitRows]:
+        """The embeddings of a complete split, and the bits of code tables ``codes``, read row by row.
+
+        For readers that must not hold a whole split (``rsir export``): indexing reads only the rows
+        asked for. The files stay open while the context lasts.
+
+        Raises:
+            StoreError: the split or a code table is missing, unfinished or damaged.
+        """
+        files = self.split_files(model, dataset, split)
+        if not files:
+            raise StoreError(f"the store {self.root} has no {split!r} split for {model}/{dataset}")
+        rows = [_rows(self._complete_attrs(path, model, dataset, split)) for path in files]
+        location = self.location(model, dataset, split)
+        with ExitStack() as stack:
+            embeddings = stack.enter_context(
+                hdf5.open_rows([(p, "embeddings", n) for p, n in zip(files, rows, strict=True)])
+            )
+            tables = {}
+            for name in codes:
+                if not location.code_file(name).is_file():
+                    self.read_codes(model, dataset, split, name)  # raises the usual "no codes named" error
+                tables[name] = stack.enter_context(hdf5.open_rows([(location.code_file(name), "bits", sum(rows))]))
+            yield SplitRows(embeddings, tables)
 
     def _complete_attrs(self, path: Path, model: str, dataset: str, split: str) -> dict[str, Any]:
         attrs = hdf5.read_attrs(path)

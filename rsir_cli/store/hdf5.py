@@ -12,7 +12,7 @@ import io
 import json
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -189,3 +189,75 @@ def shapes(path: Path) -> dict[str, tuple[int, ...]]:
 def group_names(path: Path, group: str) -> list[str]:
     with open_file(path) as handle:
         return sorted(handle[group].keys()) if group in handle else []
+
+
+class OnDiskRows:
+    """One dataset of one or more open files (a split's shards, in order) as rows read on demand.
+
+    Takes what :class:`rsir_cli.geoparquet.EmbeddingTable` asks of its big arrays: ``shape``,
+    ``dtype``, ``len`` and indexing by a slice or an array of row numbers (sorted or not); only the
+    rows asked for are read, so memory stays that of a block however large the split is.
+    """
+
+    def __init__(self, parts: list[tuple[Path, h5py.Dataset, int]]) -> None:
+        self._parts = parts
+        self._starts = np.concatenate([[0], np.cumsum([rows for _, _, rows in parts])]).astype(np.int64)
+        tail = tuple(parts[0][1].shape[1:]) if parts else ()
+        self.shape: tuple[int, ...] = (int(self._starts[-1]), *tail)
+        self.dtype = parts[0][1].dtype if parts else np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key: slice | np.ndarray | list[int]) -> np.ndarray:
+        if isinstance(key, slice):
+            return self._read(np.arange(*key.indices(self.shape[0]), dtype=np.int64))
+        rows = np.asarray(key, dtype=np.int64).reshape(-1)
+        if len(rows) and (rows.min() < 0 or rows.max() >= self.shape[0]):
+            raise IndexError(f"rows out of range 0..{self.shape[0] - 1}")
+        unique, inverse = np.unique(rows, return_inverse=True)  # h5py reads increasing rows only
+        block = self._read(unique)
+        return block if len(unique) == len(rows) and np.array_equal(unique, rows) else block[inverse]
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        """Rows in increasing order, file by file."""
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        cuts = np.searchsorted(rows, self._starts)
+        for number, (path, dataset, _) in enumerate(self._parts):
+            begin, end = int(cuts[number]), int(cuts[number + 1])
+            if begin == end:
+                continue
+            local = rows[begin:end] - self._starts[number]
+            try:
+                if local[-1] - local[0] == end - begin - 1:  # a contiguous run: one slice
+                    out[begin:end] = dataset[int(local[0]) : int(local[-1]) + 1]
+                else:
+                    out[begin:end] = dataset[local]
+            except OSError as error:  # a dataset that cannot be read: a damaged file
+                raise _damaged(path, f"{type(error).__name__}: {error}") from None
+        return out
+
+
+@contextmanager
+def open_rows(files: list[tuple[Path, str, int]]) -> Iterator[OnDiskRows]:
+    """:class:`OnDiskRows` over the first ``rows`` rows of dataset ``name`` of each (path, name, rows), in order.
+
+    The files stay open (read-only) while the context lasts.
+
+    Raises:
+        StoreError: a file is missing, damaged or lacks the dataset.
+    """
+    with ExitStack() as stack:
+        parts = []
+        for path, name, rows in files:
+            try:
+                handle = h5py.File(path, "r", locking=False)
+            except FileNotFoundError:
+                raise StoreError(f"{path} does not exist") from None
+            except OSError as error:
+                raise diagnose(path, error) from None
+            stack.callback(handle.close)
+            if name not in handle or handle[name].shape[0] < rows:
+                raise _damaged(path, f"its {name!r} dataset is missing or short of {rows} rows")
+            parts.append((path, handle[name], rows))
+        yield OnDiskRows(parts)
