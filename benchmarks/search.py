@@ -138,7 +138,8 @@ def bench_query(n_float: int, n_l2: int, n_codes: int, n_baseline: int) -> dict:
 
 
 def bench_read(repeats: int) -> dict:
-    from rsir_cli.raster import PixelWindow, open_raster
+    from rsir_cli.pixels import PixelWindow
+    from rsir_cli.raster import open_raster
     from tests.fakedata import write_raster
 
     rng = np.random.default_rng(1)

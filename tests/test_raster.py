@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 
 from rsir_cli.errors import CorruptDataError, DataNotFoundError, UsageError
-from rsir_cli.raster import (
-    PixelWindow,
-    Raster,
-    band_map,
-    chip_grid,
-    open_raster,
-    parse_band_indexes,
-)
+from rsir_cli.pixels import PixelWindow, chip_grid
+from rsir_cli.raster import Raster, band_map, open_raster, parse_band_indexes
 from rsir_cli.retrieval.tiles import query_region
 from tests.fakedata import write_raster
 

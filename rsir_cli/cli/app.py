@@ -14,10 +14,26 @@ from typer.core import TyperCommand
 from typer.exceptions import TyperException
 
 from rsir_cli import __version__
-from rsir_cli.cli import output
+from rsir_cli.cli import (  # one module per command; each declares its command in cli/registry.py
+    bench_milvus_cmd,  # noqa: F401
+    demo_cmd,  # noqa: F401
+    download_cmd,  # noqa: F401
+    embed_cmd,  # noqa: F401
+    evaluate_cmd,  # noqa: F401
+    export_cmd,  # noqa: F401
+    hash_cmd,  # noqa: F401
+    import_cmd,  # noqa: F401
+    index_cmd,  # noqa: F401
+    info_cmd,  # noqa: F401
+    output,
+    registry,
+    search_cmd,  # noqa: F401
+)
 from rsir_cli.errors import RsirError, UsageError
 
 log = logging.getLogger("rsir_cli")
+#: the commands in the order of the job
+ORDER = ("download", "embed", "hash", "evaluate", "search", "index", "bench-milvus", "export", "import", "info", "demo")
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
@@ -123,26 +139,14 @@ def root(
     output.configure_logging(verbose - quiet)
 
 
-def command(name: str, help_line: str) -> Any:
-    """Register a command with the shared error boundary (used by the command modules)."""
-    return app.command(name, cls=RsirCommand, short_help=help_line, no_args_is_help=False)
-
-
 def _register() -> None:
-    # One module per command; each registers itself on import through ``command``.
-    from rsir_cli.cli import (  # noqa: F401
-        bench_milvus_cmd,
-        demo_cmd,
-        download_cmd,
-        embed_cmd,
-        evaluate_cmd,
-        export_cmd,
-        hash_cmd,
-        import_cmd,
-        index_cmd,
-        info_cmd,
-        search_cmd,
-    )
+    """Every command, in the order of the job (the root --help lists them so), with the error boundary."""
+    for name in ORDER:
+        spec = registry.COMMANDS[name]
+        app.command(name, cls=RsirCommand, short_help=spec.help_line, no_args_is_help=False)(spec.function)
+    unlisted = set(registry.COMMANDS) - set(ORDER)
+    if unlisted:
+        raise RuntimeError(f"commands {sorted(unlisted)} are declared but not in ORDER")
 
 
 _register()

@@ -10,7 +10,6 @@ import typer
 from rich.text import Text
 
 from rsir_cli.cli import output
-from rsir_cli.cli.app import command
 from rsir_cli.cli.options import (
     STORE_DEFAULT,
     CsvOption,
@@ -23,6 +22,7 @@ from rsir_cli.cli.options import (
     UriOption,
     split_list,
 )
+from rsir_cli.cli.registry import command
 
 COLUMNS = [
     "size", "vectors", "index", "insert s", "index s", "mean ms", "p50 ms", "p95 ms", "p99 ms", "q/s", "recall",

@@ -13,8 +13,8 @@ import typer
 
 from rsir_cli import suggest
 from rsir_cli.cli import output
-from rsir_cli.cli.app import command
 from rsir_cli.cli.options import DeviceOption
+from rsir_cli.cli.registry import command
 from rsir_cli.errors import RsirError
 
 OFFLINE_COMMAND = "./scripts/demo.sh --random-weights"

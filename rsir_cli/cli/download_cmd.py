@@ -7,8 +7,8 @@ from typing import Annotated, Optional
 import typer
 
 from rsir_cli.cli import output
-from rsir_cli.cli.app import command
 from rsir_cli.cli.options import DataDirOption, JsonOption
+from rsir_cli.cli.registry import command
 from rsir_cli.errors import UsageError
 
 

@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from rsir_cli.cli import output
-from rsir_cli.cli.app import command
 from rsir_cli.cli.options import (
     STORE_DEFAULT,
     BandsOption,
@@ -19,6 +18,7 @@ from rsir_cli.cli.options import (
     UnitsOption,
     split_list,
 )
+from rsir_cli.cli.registry import command
 
 
 @command("embed", "Embed a dataset's splits with a model into the store (resumable).")

@@ -11,7 +11,6 @@ import typer
 from rich.text import Text
 
 from rsir_cli.cli import output
-from rsir_cli.cli.app import command
 from rsir_cli.cli.options import (
     STORE_DEFAULT,
     CsvOption,
@@ -24,6 +23,7 @@ from rsir_cli.cli.options import (
     StoreOption,
     split_list,
 )
+from rsir_cli.cli.registry import command
 
 METRICS = {
     "map": "mAP@{k}",

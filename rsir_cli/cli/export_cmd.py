@@ -8,7 +8,6 @@ from typing import Annotated, Optional
 import typer
 
 from rsir_cli.cli import output
-from rsir_cli.cli.app import command
 from rsir_cli.cli.options import (
     STORE_DEFAULT,
     DatasetOption,
@@ -17,6 +16,7 @@ from rsir_cli.cli.options import (
     StoreOption,
     split_list,
 )
+from rsir_cli.cli.registry import command
 
 
 @command("export", "Write a split of the store as GeoParquet (QGIS, DuckDB, geopandas open it).")
@@ -37,7 +37,7 @@ def export(
         str,
         typer.Option(
             "--codes",
-            help="Code tables to add as code_<name> columns: all (every current one), none, or names, "
+            help="Code tables to add as `code_<name>` columns: all (every current one), none, or names, "
             "e.g. itq-64-s42,trivial-32.",
         ),
     ] = "all",

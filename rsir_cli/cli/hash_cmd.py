@@ -8,7 +8,6 @@ import typer
 from rich.text import Text
 
 from rsir_cli.cli import output
-from rsir_cli.cli.app import command
 from rsir_cli.cli.options import (
     STORE_DEFAULT,
     BitsOption,
@@ -18,6 +17,7 @@ from rsir_cli.cli.options import (
     SeedsOption,
     StoreOption,
 )
+from rsir_cli.cli.registry import command
 
 
 @command("hash", "Hash stored embeddings into binary codes (binary, trivial, lsh, pca, itq).")

@@ -9,8 +9,8 @@ import typer
 from rich.text import Text
 
 from rsir_cli.cli import output
-from rsir_cli.cli.app import command
 from rsir_cli.cli.options import STORE_DEFAULT, JsonOption, StoreOption
+from rsir_cli.cli.registry import command
 
 #: how the library's messages name the column options
 OPTION_NAMES = {

@@ -7,7 +7,6 @@ from typing import Annotated, Optional
 import typer
 
 from rsir_cli.cli import output
-from rsir_cli.cli.app import command
 from rsir_cli.cli.options import (
     STORE_DEFAULT,
     BitsOption,
@@ -19,6 +18,7 @@ from rsir_cli.cli.options import (
     TokenOption,
     UriOption,
 )
+from rsir_cli.cli.registry import command
 
 
 @command("index", "Load store vectors into a Milvus collection and index them.")

@@ -8,8 +8,8 @@ import typer
 from rich.text import Text
 
 from rsir_cli.cli import output
-from rsir_cli.cli.app import command
 from rsir_cli.cli.options import STORE_DEFAULT, DatasetOption, JsonOption, ModelOption, StoreOption
+from rsir_cli.cli.registry import command
 
 if TYPE_CHECKING:
     from rsir_cli.models import ModelConfig, WeightsSource

@@ -9,7 +9,6 @@ import typer
 from rich.text import Text
 
 from rsir_cli.cli import output
-from rsir_cli.cli.app import command
 from rsir_cli.cli.options import (  # noqa: I001
     STORE_DEFAULT,
     BandsOption,
@@ -25,6 +24,7 @@ from rsir_cli.cli.options import (  # noqa: I001
     UnitsOption,
     UriOption,
 )
+from rsir_cli.cli.registry import command
 
 
 def _numbers(text: str, count: int, option: str, example: str) -> list[float]:
@@ -39,7 +39,7 @@ def _numbers(text: str, count: int, option: str, example: str) -> list[float]:
 
 
 def _window(text: str) -> Any:
-    from rsir_cli.raster import PixelWindow
+    from rsir_cli.pixels import PixelWindow
 
     values = _numbers(text, 4, "--window", "0,0,120,120")
     if any(v != int(v) for v in values) or min(values) < 0 or values[2] < 1 or values[3] < 1:

@@ -26,7 +26,8 @@ import numpy as np
 from rsir_cli.datasets.base import DatasetDefinition, Sample, SplitReader
 from rsir_cli.datasets.folder import SPLIT, archive_arguments, dataset_name, read_labels_csv, recorded_options
 from rsir_cli.errors import DataNotFoundError, UsageError
-from rsir_cli.raster import MAX_NODATA_FRACTION, Chip, chip_grid, open_raster
+from rsir_cli.pixels import Chip, chip_grid
+from rsir_cli.raster import MAX_NODATA_FRACTION, open_raster
 
 PATCH_SIZE = 120
 

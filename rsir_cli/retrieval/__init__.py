@@ -20,8 +20,8 @@ from typing import Any
 
 from rsir_cli import fileio
 from rsir_cli.errors import UsageError
+from rsir_cli.pixels import PixelWindow
 from rsir_cli.progress import NULL_PROGRESS, Progress
-from rsir_cli.raster import PixelWindow
 from rsir_cli.retrieval.database import Database, make_backend, open_database, resolve_entry
 from rsir_cli.retrieval.queries import (
     Query,

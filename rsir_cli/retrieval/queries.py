@@ -23,7 +23,7 @@ import numpy as np
 from rsir_cli import suggest
 from rsir_cli.errors import DataNotFoundError
 from rsir_cli.geo import AreaOfInterest, point_in_quads
-from rsir_cli.raster import PixelWindow
+from rsir_cli.pixels import PixelWindow
 from rsir_cli.retrieval.database import Database
 from rsir_cli.store import QUERY_SPLIT, SplitData
 

@@ -19,9 +19,10 @@ import numpy as np
 
 from rsir_cli.dates import iso_date
 from rsir_cli.errors import DataNotFoundError, UsageError, WeightsError
+from rsir_cli.pixels import Chip, PixelWindow, chip_grid
 from rsir_cli.progress import NULL_PROGRESS, Progress
 from rsir_cli.provenance import Provenance
-from rsir_cli.raster import MAX_NODATA_FRACTION, Chip, PixelWindow, Raster, chip_grid
+from rsir_cli.raster import MAX_NODATA_FRACTION, Raster
 from rsir_cli.retrieval.queries import Query
 
 if TYPE_CHECKING:

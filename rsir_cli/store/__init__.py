@@ -26,7 +26,7 @@ import os
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from rsir_cli.store.layout import (
     entry_names,
     split_of,
 )
+from rsir_cli.store.records import SplitData, SplitSummary
 from rsir_cli.store.runs import (
     COLUMNS,
     DEFAULT_COMMIT_SECONDS,
@@ -79,68 +80,11 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SplitData:
-    """One split as read from the store (all shards joined)."""
-
-    model: str
-    dataset: str
-    split: str
-    attrs: dict[str, Any]
-    ids: list[str]
-    labels: np.ndarray
-    embeddings: np.ndarray | None = None
-    footprints: Footprints | None = None
-    dates: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def label_names(self) -> list[str]:
-        return list(self.attrs.get("label_names") or [])
-
-
-@dataclass
 class SplitRows:
     """A split's big arrays as rows on disk (:meth:`EmbeddingStore.open_rows`)."""
 
     embeddings: hdf5.OnDiskRows  # (N, D) float32
     codes: dict[str, hdf5.OnDiskRows]  # name -> (N, bits / 8) uint8, packed
-
-
-@dataclass
-class SplitSummary:
-    """What ``rsir info`` shows for one split."""
-
-    model: str
-    dataset: str
-    split: str
-    rows: int
-    rows_expected: int
-    dim: int
-    complete: bool
-    codes: list[str]
-    files: list[Path]
-    random_weights: bool
-    shards: str
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "dataset": self.dataset,
-            "split": self.split,
-            "rows": self.rows,
-            "rows_expected": self.rows_expected,
-            "dim": self.dim,
-            "complete": self.complete,
-            "codes": self.codes,
-            "files": [str(f) for f in self.files],
-            "random_weights": self.random_weights,
-            "shards": self.shards,
-            "error": self.error,
-        }
 
 
 def _check_schema(path: Path, attrs: Mapping[str, Any]) -> None:
