@@ -299,6 +299,10 @@ def _evaluate_pair(
 ) -> None:
     queries = store.read(model, dataset, QUERY_SPLIT)
     database = store.read(model, dataset, DATABASE_SPLIT)
+    if k > len(database):  # as `rsir search` does: at most every database row is retrieved
+        log.warning("--k %d is more than the %d rows of %s/%s/%s; evaluating at k = %d", k, len(database), model,
+                    dataset, DATABASE_SPLIT, len(database))  # fmt: skip
+        k = len(database)
     if queries.embeddings is None or database.embeddings is None:  # read() was asked for them
         raise StoreError(f"{model}/{dataset}: the store returned no embeddings")
     q_dim, db_dim = queries.embeddings.shape[1], database.embeddings.shape[1]

@@ -229,3 +229,20 @@ def test_mismatched_dims_between_splits_is_one_clear_line(tmp_path: Path) -> Non
 def test_bad_options_are_one_clear_line(store: Path, args: tuple[str, ...], pattern: str, code: int) -> None:
     """Bad option values are usage errors (exit 2) wherever they are noticed; a store problem exits 1."""
     assert_one_line_error(run("evaluate", "--store", store, *args), pattern, exit_code=code)
+
+
+def test_a_k_larger_than_the_database_is_clamped_like_search(store: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    result = run("evaluate", "--store", store, "--model", "alpha", "--hash", "none", "--k", "1000000000", "--json")
+    assert result.exit_code == 0, result.output
+    assert "evaluating at k = 120" in result.stderr
+    assert {c["k"] for c in json.loads(result.stdout)["results"]} == {120}
+
+    from rsir_cli import evaluation
+
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(evaluation, "evaluate_store", exhausted)
+    failed = run("evaluate", "--store", store)
+    assert failed.exit_code == 1 and "out of memory: lower --k" in failed.output
+    assert "--batch-size" not in failed.output  # evaluate has no such option

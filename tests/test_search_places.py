@@ -119,3 +119,9 @@ def test_bad_combinations_are_usage_errors(store: Path) -> None:
         run("search", "--id", "q0", "--id", "q1", "--store", store, "--backend", "milvus", "--distance", "l2"),
         "combined by the exact engine",
     )
+
+
+def test_a_k_larger_than_the_candidates_returns_them_all(store: Path) -> None:
+    result = run("search", "--id", "q0", "--store", store, "--k", "1000000000", "--json")
+    assert result.exit_code == 0 and len(_matches(result)) == GRID * GRID
+    assert "returning all 64" in result.stderr

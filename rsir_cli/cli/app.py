@@ -90,7 +90,10 @@ class RsirCommand(TyperCommand):
             )
             raise typer.Exit(130) from None
         except MemoryError:
-            raise fail("out of memory: lower --batch-size and run again") from None
+            options = {p.name for p in ctx.command.params}
+            lower = [f"--{name.replace('_', '-')}" for name in ("batch_size", "k") if name in options]
+            hint = f"lower {' or '.join(lower)} and run again" if lower else "try a smaller input"
+            raise fail(f"out of memory: {hint}") from None
         except Exception as error:  # a bug: one line by default, the traceback with -v
             if _debug():
                 log.exception("unexpected error")

@@ -185,6 +185,10 @@ def run_search(request: SearchRequest, progress: Progress = NULL_PROGRESS) -> Se
     )
     rows = candidate_rows(database, area) if area is not None else None
     outcome = SearchOutcome(database, [])
+    candidates = len(rows) if rows is not None else len(database)
+    k = min(request.k, candidates)
+    if k < request.k:
+        outcome.notes.append(f"--k {request.k} is more than the {candidates} candidates; returning all {k}")
     queries = _stored_queries(database, request)
     if queries and queries[0].combined and request.backend == "milvus":
         raise UsageError("several examples are combined by the exact engine; drop --backend milvus")
@@ -194,7 +198,7 @@ def run_search(request: SearchRequest, progress: Progress = NULL_PROGRESS) -> Se
         if plans:
             queries = _embed_tiles(request, database, plans, outcome, progress)
         searched = time.perf_counter()
-        outcome.results = search(database, engine, queries, request.k, rows)
+        outcome.results = search(database, engine, queries, k, rows)
         outcome.seconds["search"] = time.perf_counter() - searched
     if area is not None:
         outcome.notes.append(f"searched the {len(rows)} of {len(database)} chips whose centre lies in {area.source}")
