@@ -129,6 +129,7 @@ def test_engine_routes_batches_through_the_kernels(monkeypatch: pytest.MonkeyPat
     database = rng.integers(-2, 3, (900, 9)).astype(np.float32)
     queries = rng.integers(-2, 3, (80, 9)).astype(np.float32)
     monkeypatch.setattr(exact, "_L1_QUANTISE_MIN_QUERIES", 1)
+    monkeypatch.setattr(exact, "_SMALL_L1_TERMS", 0)  # this small search would take numpy (cpu-small)
     calls: list[bool] = []
     real = kernels.l1_topk
     monkeypatch.setattr(kernels, "l1_topk", lambda *a, **kw: calls.append(a[3] is not None) or real(*a, **kw))
@@ -226,3 +227,25 @@ def test_without_numba_the_engine_falls_back_to_faiss(monkeypatch: pytest.Monkey
     assert sum("kernels unavailable" in r.message for r in caplog.records) == 1
     monkeypatch.undo()
     exact._kernels.cache_clear()  # later tests import the real kernels again
+
+
+def test_the_small_numpy_l1_is_the_kernels_value_bit_for_bit() -> None:
+    """cpu-small (numpy, no numba) and cpu-kernels rank and report the same float32 sums on data
+    where the order of summation matters (normal floats, 771 dims: a tail after the groups of 8)."""
+    rng = np.random.default_rng(11)
+    database = rng.standard_normal((3000, 771)).astype(np.float32)
+    database[1234] = database[17]  # an exact tie: the lower row first
+    queries = rng.standard_normal((3, 771)).astype(np.float32)
+    queries[0] = database[17] + 1e-3
+    small, fused = exact.ExactIndex("l1", strategy="cpu-small"), exact.ExactIndex("l1", strategy="cpu-kernels")
+    for index in (small, fused):
+        index.add(database)
+    a, b = small.search(queries, 50), fused.search(queries, 50)
+    np.testing.assert_array_equal(a.indices, b.indices)
+    np.testing.assert_array_equal(a.distances, b.distances)
+    np.testing.assert_array_equal(a.distances[:, :5], np.sort(l1_float32_reference(queries, database), axis=1)[:, :5])
+    assert list(a.indices[0, :2]) == [17, 1234]
+    auto = exact.ExactIndex("l1")
+    auto.add(database)
+    assert auto.strategy_for(queries[:1]) == "cpu-small"  # one tile against a few thousand rows
+    assert auto.strategy_for(np.repeat(queries, 300, axis=0)) == "cpu-kernels"

@@ -61,7 +61,13 @@ def record_weights(key: str, path: Path, sha256: str, source: str) -> None:
     manifest = read_manifest()
     stat = path.stat()
     # absolute, not resolved: the Hugging Face cache links a snapshot name to a suffix-less blob
-    manifest[key] = {"path": os.path.abspath(path), "sha256": sha256, "size": stat.st_size, "source": source}
+    manifest[key] = {
+        "path": os.path.abspath(path),
+        "sha256": sha256,
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "source": source,
+    }
     target = _manifest_path()
     target.parent.mkdir(parents=True, exist_ok=True)
     write_json(target, manifest)
@@ -73,13 +79,22 @@ def weights_key(config: ModelConfig) -> str:
     return str(weights.repo_id or weights.url or config.name) + "/" + str(weights.filename or "")
 
 
-def _checksum(path: Path) -> str:
-    """sha256 of a file, reusing the manifest's value when the file is the one recorded."""
+def checksum(path: Path) -> str:
+    """sha256 of a weights file, hashed once: the manifest remembers it by path, size and mtime.
+
+    A 350 MB checkpoint takes most of a second to hash; `rsir search` would pay that on every run.
+    """
     stat = path.stat()
     for entry in read_manifest().values():
-        if entry.get("path") == os.path.abspath(path) and entry.get("size") == stat.st_size and entry.get("sha256"):
+        same_file = entry.get("path") == os.path.abspath(path) and entry.get("size") == stat.st_size
+        if same_file and entry.get("sha256") and entry.get("mtime_ns", stat.st_mtime_ns) == stat.st_mtime_ns:
             return str(entry["sha256"])
-    return sha256_file(path)
+    digest = sha256_file(path)
+    try:
+        record_weights(f"file:{os.path.abspath(path)}", path, digest, str(path))
+    except OSError:  # a read-only cache: hash again next time
+        pass
+    return digest
 
 
 def how_to_get(config: ModelConfig) -> str:
@@ -129,11 +144,11 @@ def resolve_weights(config: ModelConfig, weights: Path | None = None, random_wei
         path = Path(weights)
         if not path.is_file():
             raise WeightsError(f"weights file {path} does not exist")
-        return ResolvedWeights(path, _checksum(path), str(path))
+        return ResolvedWeights(path, checksum(path), str(path))
     found = find_cached(config)
     if found is None:
         raise WeightsError(f"no weights for model {config.name!r} on this machine: {how_to_get(config)}")
-    sha = _checksum(found)
+    sha = checksum(found)
     expected_prefix = config.weights.sha256_prefix
     if expected_prefix and not sha.startswith(str(expected_prefix)):
         raise WeightsError(

@@ -195,9 +195,8 @@ def load_encoder(attrs: dict[str, Any], weights: Path | None = None) -> tuple[En
         WeightsError: missing weights, or weights other than the store's.
         UsageError: ``--weights`` given for a random-weight store.
     """
-    from rsir_cli import fileio
     from rsir_cli.models import build_encoder
-    from rsir_cli.models.weights import resolve_weights
+    from rsir_cli.models.weights import checksum, resolve_weights
 
     config = search_config(attrs)
     provenance = Provenance.from_attrs(attrs)
@@ -208,7 +207,7 @@ def load_encoder(attrs: dict[str, Any], weights: Path | None = None) -> tuple[En
     expected = provenance.weights_sha256
     if weights is None:
         recorded = _recorded_weights(provenance)
-        if recorded is not None and fileio.sha256_file(recorded) == expected:
+        if recorded is not None and checksum(recorded) == expected:
             return build_encoder(config, recorded, False), f"weights {recorded} (the store's, sha256 checked)"
     resolved = resolve_weights(config, weights, False)
     if expected and resolved.sha256 != expected:  # checked before the checkpoint is even loaded
