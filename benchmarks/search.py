@@ -19,6 +19,11 @@ Sections:
   and from a folder of single-band files where three bands are 20 m (bilinear resampling).
 - encoder: Prithvi-100M (random weights: speed does not depend on their values), CPU, fp32,
   ``embed_images`` on 120 px chips (resized to 224): one chip alone, and per chip in a batch of 8.
+- process (``--process BASELINE_REV``): what a user waits for: `rsir search TILE` from a fresh
+  process, one chip against 256 stored rows, Prithvi-100M from a checkpoint file (random values in
+  the published layout), median wall time of several runs; for this checkout and for the baseline
+  commit (exported with ``git archive``, each with a store its own code made), alternately, beside
+  `rsir --help` (the floor: Python, Typer, rsir's command modules) in the same run.
 """
 
 from __future__ import annotations
@@ -273,7 +278,77 @@ def write_markdown(report: dict, path: Path) -> None:
             "So a query tile costs the encoder's time per chip plus a few ms; a full 10,980 px Sentinel-2 "
             "tile (8,281 chips) is dominated by the encoder on a CPU.",
         ]
+    if "process" in report:
+        p = report["process"]
+        m = p["median_s"]
+        lines += [
+            "",
+            "## One chip from a fresh process (`rsir search TILE`: 256 stored rows, Prithvi-100M from a checkpoint file)",
+            "",
+            f"Median of {p['runs']} runs, alternating, in the same run: this checkout {m['current']:.2f} s, "
+            f"the baseline commit {p['baseline'][:7]} {m['baseline']:.2f} s ({p['speed_up']:.1f}x faster); "
+            f"`rsir --help` {m['help']:.2f} s (the floor: Python, Typer and the command modules).",
+        ]
     path.write_text("\n".join(lines) + "\n")
+
+
+def bench_processes(baseline: str, runs: int) -> dict:
+    """Whole `rsir search` processes, this checkout against ``baseline`` (see the module docstring)."""
+    import io
+    import statistics
+    import subprocess
+    import tarfile
+    import tempfile
+
+    import torch
+
+    from rsir_cli.datasets import open_split
+    from rsir_cli.models import build_encoder, get_model_config
+    from tests import fakedata
+
+    out: dict = {"baseline": subprocess.run(["git", "rev-parse", baseline], cwd=REPO, capture_output=True, text=True,
+                                            check=True).stdout.strip(), "runs": runs}  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="rsir-search-process-") as tmp:
+        work = Path(tmp)
+        trees = {"current": REPO, "baseline": work / "baseline"}
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", baseline], cwd=REPO, capture_output=True, check=True
+        )
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(trees["baseline"], filter="data")  # our own repository's tree
+        data = work / "ben"
+        fakedata.make_bigearthnet(data, {"test": 256})
+        checkpoint = work / "prithvi.pt"
+        encoder = build_encoder(get_model_config("prithvi"), None, True)
+        torch.save({f"encoder.{k}": v for k, v in encoder.module.state_dict().items()}, checkpoint)
+        reader = open_split("bigearthnet", "test", data)
+        sample = reader.load(7, PRITHVI_BANDS)
+        tile = work / "tile.tif"
+        fakedata.write_raster(tile, sample.image, descriptions=list(PRITHVI_BANDS), crs=sample.crs, left=sample.bounds[0],
+                              top=sample.bounds[3])  # fmt: skip
+
+        def rsir(tree: Path, *args: str) -> float:
+            env = {**os.environ, "PYTHONPATH": str(tree), "RSIR_CACHE": str(work / f"cache-{tree.name}")}
+            began = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "rsir_cli", "-q", *args], cwd=tree, env=env, check=True,
+                           capture_output=True)  # fmt: skip
+            return time.perf_counter() - began
+
+        stores = {name: work / f"store-{name}" for name in trees}
+        for name, tree in trees.items():
+            rsir(tree, "embed", "-m", "prithvi", "-d", "bigearthnet", "--data-dir", str(data), "--split", "test",
+                 "--weights", str(checkpoint), "--store", str(stores[name]), "--workers", "1")  # fmt: skip
+        times: dict[str, list[float]] = {"current": [], "baseline": [], "help": []}
+        for _ in range(runs):
+            times["help"].append(rsir(REPO, "--help"))
+            for name, tree in trees.items():
+                # the baseline needs --weights again; the current version finds the store's checkpoint
+                extra = ["--weights", str(checkpoint)] if name == "baseline" else []
+                times[name].append(rsir(tree, "search", str(tile), "--store", str(stores[name]), "--k", "5", *extra))
+    out["median_s"] = {name: statistics.median(values) for name, values in times.items()}
+    out["all_s"] = times
+    out["speed_up"] = out["median_s"]["baseline"] / out["median_s"]["current"]
+    return out
 
 
 def main() -> None:
@@ -285,6 +360,8 @@ def main() -> None:
     parser.add_argument("--read-repeats", type=int, default=100)
     parser.add_argument("--encoder-repeats", type=int, default=10)
     parser.add_argument("--skip-encoder", action="store_true")
+    parser.add_argument("--process", metavar="BASELINE_REV", help="also time whole rsir search processes")
+    parser.add_argument("--process-runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "search.json")
     args = parser.parse_args()
 
@@ -299,6 +376,8 @@ def main() -> None:
     report["read"] = bench_read(args.read_repeats)
     if not args.skip_encoder:
         report["encoder"] = bench_encoder(args.encoder_repeats)
+    if args.process:
+        report["process"] = bench_processes(args.process, args.process_runs)
     report["load_average_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")

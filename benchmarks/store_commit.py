@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks" / "results"
 
-DRIVER = r'''
+DRIVER = r"""
 import json, os, sys, tempfile, time, shutil
 from pathlib import Path
 import numpy as np
@@ -78,7 +78,7 @@ else:
     finally:
         shutil.rmtree(root, ignore_errors=True)
 print(json.dumps(out))
-'''
+"""
 
 
 def export(revision: str, folder: Path) -> str:
@@ -110,7 +110,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rsir-store-bench-") as tmp:
         work = Path(tmp)
         trees = {"baseline": work / "a", "candidate": work / "b"}
-        commits = {name: export(rev, trees[name]) for name, rev in (("baseline", args.baseline), ("candidate", args.candidate))}
+        commits = {
+            name: export(rev, trees[name]) for name, rev in (("baseline", args.baseline), ("candidate", args.candidate))
+        }
         data = work / "ben"
         fakedata.make_bigearthnet(data, {"test": args.patches})
         samples: dict[str, dict[str, list[float]]] = {name: {} for name in trees}
@@ -128,7 +130,9 @@ def main() -> None:
         "patches": args.patches,
         "rounds": args.rounds,
         "median": medians,
-        "ratio_candidate_over_baseline": {k: medians["candidate"][k] / medians["baseline"][k] for k in medians["baseline"]},
+        "ratio_candidate_over_baseline": {
+            k: medians["candidate"][k] / medians["baseline"][k] for k in medians["baseline"]
+        },
     }
     path = RESULTS / "store_commit.json"
     history = json.loads(path.read_text()) if path.exists() else []

@@ -1,3 +1,3 @@
 """rsir: content-based retrieval of multi-spectral satellite imagery."""
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
