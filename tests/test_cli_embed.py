@@ -311,3 +311,21 @@ def test_cuda_embedding_equals_cpu(tmp_path: Path, ben_root: Path, fake_encoder:
     gpu = EmbeddingStore(tmp_path / "gpu").read("fake", "bigearthnet", "test")
     assert cpu.ids == gpu.ids
     np.testing.assert_allclose(gpu.embeddings, cpu.embeddings, rtol=1e-4, atol=1e-4)
+
+
+def test_a_checkpoint_with_nan_weights_is_refused_before_anything_is_stored(tmp_path: Path, ben_root: Path) -> None:
+    import yaml
+
+    from tests.helpers import TINY, random_checkpoint
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    state = random_checkpoint(TINY)
+    state["norm.weight"] = torch.full_like(state["norm.weight"], float("nan"))
+    torch.save(state, tmp_path / "nan.pt")
+    store = tmp_path / "s"
+    result = run("embed", "-m", config, "-d", "bigearthnet", "--data-dir", ben_root, "--store", store,
+                 "--weights", tmp_path / "nan.pt", "--split", "val", "--workers", "0")  # fmt: skip
+    assert_one_line_error(result, "non-finite embeddings .*NaN weights.*nothing of this batch was stored")
+    (summary,) = EmbeddingStore(store).summaries()
+    assert summary.rows == 0 and not summary.complete  # no row of NaNs was committed

@@ -308,7 +308,9 @@ def _print_table(database: Any, results: list[Any], k: int) -> None:
     title = f"Top {k} in {database.title()}"
     if not several and results:
         q = results[0]
-        title += f" for {q.query.id}" + (f" [{'; '.join(q.labels)}]" if q.labels else "")
+        labels = "; ".join(q.labels or [])
+        labels = labels if len(labels) <= 60 else labels[:59] + "…"  # whole in --json
+        title += f" for {q.query.id}" + (f" [{labels}]" if labels else "")
     if database.random_weights:
         title += " -- RANDOM WEIGHTS"
     kinds = {"query": "id", "id": "id", "labels": "labels"}
