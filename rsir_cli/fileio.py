@@ -73,7 +73,7 @@ def is_disk_full(error: BaseException) -> bool:
 
 
 @contextlib.contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+def atomic_writer(path: Path, mode: str = "wb") -> Iterator[BinaryIO]:
     """A binary handle whose contents replace ``path`` whole when the ``with`` block ends without error.
 
     The same durable, atomic write as :func:`write_chunks`, for writers that want a file object
@@ -86,7 +86,9 @@ def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     path = Path(path)
     tmp = tmp_path(path)
     try:
-        with open(tmp, "wb") as handle:
+        # "w+b" for writers that read back what they wrote (HDF5): unbuffered, so that a failed write
+        # (a full disk) fails in the write call itself, not in a later flush
+        with open(tmp, mode, buffering=0 if "+" in mode else -1) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

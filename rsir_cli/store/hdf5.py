@@ -8,8 +8,10 @@ are only ever opened read-only here, without HDF5's file locking (nothing writes
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -61,12 +63,45 @@ def _store_array(values: Any) -> tuple[np.ndarray, Any]:
     return array, array.dtype
 
 
-class FileBuilder:
-    """An HDF5 file assembled in memory; :meth:`buffer` gives its bytes once it is closed."""
+class RecordingFile:
+    """A file object for h5py that keeps the first OS error of a write (HDF5 reports its own)."""
 
-    def __init__(self) -> None:
-        self._buffer = io.BytesIO()
-        self._file = h5py.File(self._buffer, "w", track_order=True)
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):  # an unbuffered file may take part of a write: write the rest
+                written = self._handle.write(view[done:])
+                if not written:  # nothing taken: no room
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                done += written
+        except OSError as error:
+            self.error = self.error or error
+            raise
+        return done
+
+    def truncate(self, size: Any = None) -> int:
+        try:
+            return self._handle.truncate(size)
+        except OSError as error:
+            self.error = self.error or error
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
+class FileBuilder:
+    """An HDF5 file assembled in memory (:meth:`buffer` gives its bytes once closed), or written
+    through a file object (a temporary file that is renamed into place only when it is complete)."""
+
+    def __init__(self, handle: Any = None) -> None:
+        self._buffer = io.BytesIO() if handle is None else None
+        self._file = h5py.File(self._buffer if handle is None else handle, "w", track_order=True)
 
     def add(self, name: str, values: Any) -> None:
         """A dataset with the given values (``name`` may contain ``/`` for groups)."""
@@ -88,10 +123,14 @@ class FileBuilder:
         for key, value in attrs.items():
             target.attrs[key] = encode_attr(key, value)
 
-    def buffer(self) -> memoryview:
-        """Close the file and return its bytes (no copy)."""
+    def close(self) -> None:
         if self._file.id.valid:
             self._file.close()
+
+    def buffer(self) -> memoryview:
+        """Close the file and return its bytes (no copy)."""
+        self.close()
+        assert self._buffer is not None, "a file written through a handle has no buffer"
         return self._buffer.getbuffer()
 
 

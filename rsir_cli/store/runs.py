@@ -351,29 +351,42 @@ class SplitWriter:
             raise StoreError(f"{self.path}: {self.rows_done} of {self.rows_expected} rows written; not complete")
         size = sum(path.stat().st_size for _, _, path in self._segments) + (1 << 16)
         fileio.require_free(self.path, size, f"completing {self.path.name}")
-        builder = hdf5.FileBuilder()
-        targets = {
-            name: builder.reserve(
-                name, (self.rows_expected, *column_shape(name, self.dim, self.n_labels)), column_dtype(name)
-            )
-            for name in COLUMNS
-        }
-        digest = ContentDigest()
-        for start, _, path in self._segments:
-            arrays = hdf5.read_arrays(path, COLUMNS)
-            for name in COLUMNS:
-                builder.fill(targets[name], start, arrays[name])
-            digest.update(arrays["embeddings"], arrays["ids"])
-        builder.set_attrs(
-            {
-                **self.attrs,
-                "rows_committed": self.rows_expected,
-                "complete": True,
-                "completed": _now(),
-                "content_digest": digest.hexdigest(),
-            }
-        )
-        fileio.write_bytes(self.path, builder.buffer())
+        # Written through a temporary file (memory stays bounded by a segment, not the split) and
+        # renamed into place when complete; a write that fails (a full disk) surfaces as itself.
+        with fileio.atomic_writer(self.path, "w+b") as handle:
+            recorder = hdf5.RecordingFile(handle)
+            builder = None
+            try:
+                builder = hdf5.FileBuilder(recorder)
+                targets = {
+                    name: builder.reserve(
+                        name, (self.rows_expected, *column_shape(name, self.dim, self.n_labels)), column_dtype(name)
+                    )
+                    for name in COLUMNS
+                }
+                digest = ContentDigest()
+                for start, _, path in self._segments:
+                    arrays = hdf5.read_arrays(path, COLUMNS)
+                    for name in COLUMNS:
+                        builder.fill(targets[name], start, arrays[name])
+                    digest.update(arrays["embeddings"], arrays["ids"])
+                builder.set_attrs(
+                    {
+                        **self.attrs,
+                        "rows_committed": self.rows_expected,
+                        "complete": True,
+                        "completed": _now(),
+                        "content_digest": digest.hexdigest(),
+                    }
+                )
+                builder.close()
+            except Exception:
+                if builder is not None:
+                    with contextlib.suppress(Exception):  # HDF5 must not write to the handle later
+                        builder.close()
+                if recorder.error is not None:
+                    raise recorder.error from None
+                raise
         # The complete file is in place: the run's folder is garbage now. Rename it first, so that a
         # kill while it is being deleted cannot leave something that looks like a run to resume.
         done = self.folder.with_name(f".{self.folder.name}.done-{os.getpid()}")
