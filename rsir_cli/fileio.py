@@ -86,9 +86,9 @@ def atomic_writer(path: Path, mode: str = "wb") -> Iterator[BinaryIO]:
     path = Path(path)
     tmp = tmp_path(path)
     try:
-        # "w+b" for writers that read back what they wrote (HDF5): unbuffered, so that a failed write
-        # (a full disk) fails in the write call itself, not in a later flush
-        with open(tmp, mode, buffering=0 if "+" in mode else -1) as handle:
+        # "w+b" for writers that read back what they wrote (HDF5); a large buffer turns their many
+        # small writes into few system calls
+        with open(tmp, mode, buffering=CHUNK) as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

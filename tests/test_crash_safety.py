@@ -57,9 +57,9 @@ def _command(args: list[str]) -> list[str]:
     return [sys.executable, "-m", "rsir_cli", "-q", *args]
 
 
-def _embed_args(data: Path, store: Path) -> list[str]:
+def _embed_args(data: Path, store: Path, limit: int = 6) -> list[str]:
     return ["embed", "-m", "fake", "-d", "bigearthnet", "--data-dir", str(data), "--store", str(store),
-            "--random-weights", "--split", "test", "--batch-size", "2", "--workers", "0"]  # fmt: skip
+            "--random-weights", "--split", "test", "--batch-size", "2", "--limit", str(limit), "--workers", "0"]  # fmt: skip
 
 
 def _hash_args(store: Path) -> list[str]:
@@ -133,7 +133,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def clean(dataset: Path, tmp_path: Path, fake_encoder: str) -> Path:
-    """An uninterrupted embed run (test split, 10 rows, 5 commits)."""
+    """An uninterrupted embed run (the first 6 rows of the test split: 3 commits)."""
     store = tmp_path / "clean"
     assert subprocess.run(_command(_embed_args(dataset, store)), env=_env(), capture_output=True).returncode == 0
     return store
@@ -142,7 +142,7 @@ def clean(dataset: Path, tmp_path: Path, fake_encoder: str) -> Path:
 def test_a_kill_at_every_write_of_rsir_embed_loses_nothing(dataset: Path, clean: Path, tmp_path: Path) -> None:
     expected = _snapshot(clean)
     points = _points(_embed_args(dataset, tmp_path / "probe"), tmp_path / "probe", tmp_path / "embed.strace")
-    assert len(points) >= 30, points  # header, 5 segments, the complete file, the clean-up
+    assert len(points) >= 25, points  # header, 3 segments, the complete file, the clean-up
 
     def one(point: tuple[str, int]) -> tuple[tuple[str, int], Path, str]:
         call, n = point
@@ -197,7 +197,7 @@ def test_a_full_disk_at_every_write_is_one_clear_line_and_a_rerun_completes(
     expected = _snapshot(clean)
     points = _points(_embed_args(dataset, tmp_path / "probe"), tmp_path / "probe", tmp_path / "embed.strace")
     writes = [(call, n) for call, n in points if call in ("write", "pwrite64", "fsync")]
-    assert len(writes) >= 10, writes
+    assert len(writes) >= 8, writes
 
     def one(point: tuple[str, int]) -> tuple[tuple[str, int], Path, subprocess.CompletedProcess]:
         call, n = point
@@ -236,12 +236,14 @@ def small_disk(tmp_path: Path):
 
 
 def test_a_disk_that_fills_during_the_run_stops_cleanly_and_the_rerun_completes(
-    dataset: Path, clean: Path, small_disk: Path
+    dataset: Path, tmp_path: Path, small_disk: Path, fake_encoder: str
 ) -> None:
+    clean = tmp_path / "clean10"  # 10 rows, 5 batches: the disk fills with batches still to come
+    assert subprocess.run(_command(_embed_args(dataset, clean, 10)), env=_env(), capture_output=True).returncode == 0
     store = small_disk / "store"
-    args = _embed_args(dataset, store)
+    args = _embed_args(dataset, store, 10)
     process = subprocess.Popen(
-        _command(args), env=_env(RSIR_FAKE_DELAY="0.7"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        _command(args), env=_env(RSIR_FAKE_DELAY="1.0"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:

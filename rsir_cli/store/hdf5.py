@@ -8,10 +8,8 @@ are only ever opened read-only here, without HDF5's file locking (nothing writes
 
 from __future__ import annotations
 
-import errno
 import io
 import json
-import os
 import re
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -64,35 +62,29 @@ def _store_array(values: Any) -> tuple[np.ndarray, Any]:
 
 
 class RecordingFile:
-    """A file object for h5py that keeps the first OS error of a write (HDF5 reports its own)."""
+    """A file object for h5py that keeps the first OS error of any call (HDF5 reports its own).
+
+    The handle may be buffered: a full disk then shows in a later flush, seek or read, which is
+    why every call is watched, not only ``write``.
+    """
 
     def __init__(self, handle: Any) -> None:
         self._handle = handle
         self.error: OSError | None = None
 
-    def write(self, data: Any) -> int:
-        view = memoryview(data).cast("B")
-        done = 0
-        try:
-            while done < len(view):  # an unbuffered file may take part of a write: write the rest
-                written = self._handle.write(view[done:])
-                if not written:  # nothing taken: no room
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                done += written
-        except OSError as error:
-            self.error = self.error or error
-            raise
-        return done
-
-    def truncate(self, size: Any = None) -> int:
-        try:
-            return self._handle.truncate(size)
-        except OSError as error:
-            self.error = self.error or error
-            raise
-
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._handle, name)
+        attribute = getattr(self._handle, name)
+        if not callable(attribute):
+            return attribute
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except OSError as error:
+                self.error = self.error or error
+                raise
+
+        return watched
 
 
 class FileBuilder:
