@@ -160,15 +160,20 @@ def diagnose(path: Path, error: BaseException) -> StoreError:
     return _damaged(path, f"HDF5 cannot read it: {text.splitlines()[0] if text else type(error).__name__}")
 
 
-@contextmanager
-def open_file(path: Path) -> Iterator[h5py.File]:
-    """Open a committed store file read-only, diagnosing a damaged one."""
+def _open_read_only(path: Path) -> h5py.File:
+    """A committed store file, read-only and without HDF5's locks (nothing writes it in place)."""
     try:
-        handle = h5py.File(path, "r", locking=False)
+        return h5py.File(path, "r", locking=False)
     except FileNotFoundError:
         raise StoreError(f"{path} does not exist") from None
     except OSError as error:
         raise diagnose(path, error) from None
+
+
+@contextmanager
+def open_file(path: Path) -> Iterator[h5py.File]:
+    """Open a committed store file read-only, diagnosing a damaged one."""
+    handle = _open_read_only(path)
     try:
         yield handle
     except OSError as error:  # a dataset that cannot be read: a damaged file
@@ -281,12 +286,7 @@ def open_rows(files: list[tuple[Path, str, int]]) -> Iterator[OnDiskRows]:
     with ExitStack() as stack:
         parts = []
         for path, name, rows in files:
-            try:
-                handle = h5py.File(path, "r", locking=False)
-            except FileNotFoundError:
-                raise StoreError(f"{path} does not exist") from None
-            except OSError as error:
-                raise diagnose(path, error) from None
+            handle = _open_read_only(path)
             stack.callback(handle.close)
             if name not in handle or handle[name].shape[0] < rows:
                 raise _damaged(path, f"its {name!r} dataset is missing or short of {rows} rows")
